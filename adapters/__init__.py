@@ -1,0 +1,36 @@
+"""Built-in adapters, one module per model family. Importing this package registers them.
+
+Third-party adapters register through the ``bench.adapters`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from bench.registry import register_adapter  # noqa: F401  (re-exported for adapter modules)
+
+log = logging.getLogger(__name__)
+
+#: Modules that define built-in adapters. Each imports its heavy dependencies (torch, ...) lazily
+#: inside ``load()``, so listing adapters stays fast.
+BUILTIN_MODULES = (
+    "reference",
+    "forensic",
+    "template_explainer",
+    "external",
+    "legion",
+    "pal4vst",
+    "hifinet",
+    "trufor",
+    "generic",
+    "openai_chat",
+    "predictions",
+)
+
+for _name in BUILTIN_MODULES:
+    try:
+        importlib.import_module(f"adapters.{_name}")
+    except ModuleNotFoundError as exc:  # module not written yet
+        if exc.name != f"adapters.{_name}":
+            raise

@@ -1,0 +1,62 @@
+"""Metrics, registered by name. Three kinds, by what they are computed from:
+
+- ``pixel``: per image, from the confusion counts (tp, fp, fn, tn) of the binary predicted mask
+  against the ground truth at the original resolution; vectorised over images.
+- ``text``: per image, from the predicted and reference explanation texts (batched).
+- ``detection``: per dataset, from the image scores and labels (e.g. ROC-AUC).
+
+Per-image values are averaged over images (macro mean); values are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from bench.registry import METRICS
+
+MetricKind = Literal["pixel", "text", "detection"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric.
+
+    ``applies_to``: which images it is averaged over — ``fake`` (localization is scored on fake
+    images only), ``real`` (e.g. false-positive area on real images) or ``all``.
+    """
+
+    name: str
+    kind: MetricKind
+    task: str
+    fn: Callable[..., Any]
+    applies_to: Literal["fake", "real", "all"] = "all"
+    higher_is_better: bool = True
+    description: str = ""
+
+
+def metric(name: str, *, kind: MetricKind, task: str, applies_to: str = "all",
+           higher_is_better: bool = True, description: str = "") -> Callable:
+    """Decorator registering ``fn`` as a metric (see :class:`MetricSpec`)."""
+
+    def deco(fn: Callable) -> Callable:
+        spec = MetricSpec(name, kind, task, fn, applies_to, higher_is_better,  # type: ignore[arg-type]
+                          description or (fn.__doc__ or "").strip().split("\n")[0])
+        METRICS.add(name, spec, kind=kind, task=task, applies_to=applies_to,
+                    summary=spec.description)
+        return fn
+
+    return deco
+
+
+def get_metric(name: str) -> MetricSpec:
+    return METRICS.get(name)
+
+
+# Built-in metric modules register on import.
+from bench.metrics import detection, localization  # noqa: E402,F401
+
+try:  # explanation metrics need optional text dependencies
+    from bench.metrics import explanation  # noqa: F401
+except ImportError:  # pragma: no cover - exercised only without the text extras
+    pass

@@ -1,0 +1,287 @@
+"""Core types: Region, Sample, ModelInput, Prediction, Adapter, Dataset.
+
+Conventions used everywhere in the harness:
+- images are RGB uint8 arrays of shape H x W x 3 (never BGR outside an adapter's own code);
+- masks are bool H x W, True = artifact pixel; heatmaps are float32 H x W in [0, 1];
+- ``label`` is 1 for a synthetic (fake) image and 0 for a real one;
+- metric values are fractions in [0, 1]; only displays multiply by 100.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from bench.errors import SampleError
+from bench.imageio import decode_image
+
+FAKE, REAL = 1, 0
+Task = Literal["detect", "localize", "explain"]
+MaskRule = Literal["polygon", "box_inclusive", "heatmap", "file", "none"]
+
+
+@dataclass(frozen=True)
+class Region:
+    """One annotated artifact region.
+
+    ``polygons``: flat ``[x1, y1, x2, y2, ...]`` float pixel lists (SynthScars);
+    ``box``: ``[x, y, w, h]`` float pixels (LOKI). ``category`` is physics / distortion /
+    structure where the dataset gives one.
+    """
+
+    phrase: str = ""
+    explanation: str = ""
+    polygons: tuple[tuple[float, ...], ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One dataset item. Pixels are loaded lazily (``load_image`` / ``load_mask``).
+
+    ``mask_rule`` says how the ground-truth mask is built at the image's size:
+    ``polygon`` (regions' polygons, LEGION's SynthScars rule), ``box_inclusive`` (regions'
+    boxes, LEGION's LOKI rule), ``heatmap`` (``gt_heatmap`` > 0, nearest resize; RichHF),
+    ``file`` (a mask image at ``mask_path``), ``none`` (no artifact: all False).
+    ``error`` set means the record itself is broken: the sample is counted as failed with
+    that message, never dropped.
+    """
+
+    id: str
+    image_path: Path | None
+    label: int = FAKE
+    reference: str | None = None
+    regions: tuple[Region, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    mask_rule: MaskRule = "polygon"
+    mask_path: Path | None = None
+    image_bytes: bytes | None = field(default=None, repr=False)
+    gt_heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    error: str | None = None
+
+    @property
+    def file_name(self) -> str:
+        """The image's bare file name (LEGION's prediction folders are keyed by it)."""
+        if "file_name" in self.meta:
+            return str(self.meta["file_name"])
+        return self.image_path.name if self.image_path is not None else self.id
+
+    @property
+    def where(self) -> str:
+        return str(self.image_path) if self.image_path is not None else f"sample {self.id}"
+
+    def load_image_bytes(self) -> bytes:
+        if self.error:
+            raise SampleError(self.where, self.error)
+        if self.image_bytes is not None:
+            return self.image_bytes
+        if self.image_path is None:
+            raise SampleError(self.where, "no image file for this record")
+        try:
+            return Path(self.image_path).read_bytes()
+        except FileNotFoundError:
+            raise SampleError(self.where, "image file not found") from None
+        except OSError as exc:
+            raise SampleError(self.where, f"cannot read image: {exc}") from None
+
+    def load_image(self) -> np.ndarray:
+        """RGB uint8 H x W x 3."""
+        if self.error:
+            raise SampleError(self.where, self.error)
+        if self.image_bytes is not None:
+            return decode_image(self.image_bytes, name=self.where)
+        if self.image_path is None:
+            raise SampleError(self.where, "no image file for this record")
+        return decode_image(self.image_path)
+
+    def load_mask(self, height: int, width: int) -> np.ndarray:
+        """Ground-truth artifact mask, bool H x W at the given (original) image size."""
+        from bench import masks  # local: keeps cv2 off the import path of light users
+
+        where = self.where
+        if self.mask_rule == "none" or self.label == REAL:
+            return np.zeros((height, width), dtype=bool)
+        if self.mask_rule == "polygon":
+            polys = [p for r in self.regions for p in r.polygons]
+            return masks.polygons_to_mask(polys, height, width, where)
+        if self.mask_rule == "box_inclusive":
+            boxes = [r.box for r in self.regions if r.box is not None]
+            return masks.boxes_to_mask_inclusive(boxes, height, width, where)
+        if self.mask_rule == "heatmap":
+            if self.gt_heatmap is None:
+                raise SampleError(where, "no ground-truth heatmap for this record")
+            return masks.heatmap_to_mask(self.gt_heatmap, height, width)
+        if self.mask_rule == "file":
+            from bench.imageio import load_binary_mask_png
+
+            if self.mask_path is None:
+                raise SampleError(where, "mask_rule is 'file' but no mask_path is set")
+            return load_binary_mask_png(self.mask_path, (height, width))
+        raise SampleError(where, f"unknown mask rule {self.mask_rule!r}")
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What an adapter receives per image: the (perturbed) RGB uint8 image and its identity.
+
+    ``file_name`` is the original image file name (an external model writes its outputs under
+    it); ``condition`` is the condition key (``clean``, ``jpeg(quality=50)`` ...).
+    """
+
+    sample_id: str
+    image: np.ndarray
+    file_name: str
+    condition: str = "clean"
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prediction:
+    """An adapter's output for one image, always at the input image's size (H x W).
+
+    ``heatmap``: float32 H x W in [0, 1]; ``mask``: bool H x W; ``score``: image-level
+    probability of being synthetic in [0, 1]; ``explanation``: free text.
+    """
+
+    heatmap: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    score: float | None = None
+    explanation: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def binary_mask(self, threshold: float = 0.5) -> np.ndarray | None:
+        """The mask if given, else ``heatmap > threshold`` (strict), else None."""
+        if self.mask is not None:
+            return self.mask
+        if self.heatmap is not None:
+            return self.heatmap > threshold
+        return None
+
+    def validate(self, height: int, width: int, tasks: Iterable[str], where: str) -> None:
+        """Raise :class:`SampleError` if the output breaks the contract."""
+        tasks = set(tasks)
+        if self.mask is not None:
+            m = np.asarray(self.mask)
+            if m.dtype != bool:
+                raise SampleError(where, f"prediction mask has dtype {m.dtype}; bool required")
+            if m.shape != (height, width):
+                raise SampleError(where, f"prediction mask is {m.shape} but the image is {(height, width)} (H x W)")
+        if self.heatmap is not None:
+            h = np.asarray(self.heatmap)
+            if h.shape != (height, width):
+                raise SampleError(where, f"prediction heatmap is {h.shape} but the image is {(height, width)} (H x W)")
+            if not np.issubdtype(h.dtype, np.floating):
+                raise SampleError(where, f"prediction heatmap has dtype {h.dtype}; float required")
+            if not np.all(np.isfinite(h)):
+                raise SampleError(where, "prediction heatmap contains NaN or infinity")
+            if h.size and (h.min() < 0.0 or h.max() > 1.0):
+                raise SampleError(where, f"prediction heatmap has values in [{h.min():.4g}, {h.max():.4g}], outside [0, 1]")
+        if "localize" in tasks and self.mask is None and self.heatmap is None:
+            raise SampleError(where, "adapter localizes but returned neither mask nor heatmap")
+        if self.score is not None:
+            s = self.score
+            if not isinstance(s, (int, float, np.floating)) or not math.isfinite(float(s)) or not 0.0 <= float(s) <= 1.0:
+                raise SampleError(where, f"prediction score {s!r} is not a number in [0, 1]")
+        if "detect" in tasks and self.score is None:
+            raise SampleError(where, "adapter detects but returned no score")
+        if self.explanation is not None and not isinstance(self.explanation, str):
+            raise SampleError(where, f"prediction explanation is {type(self.explanation).__name__}, not str")
+        if "explain" in tasks and self.explanation is None:
+            raise SampleError(where, "adapter explains but returned no explanation")
+
+
+class Adapter(abc.ABC):
+    """A model behind the harness's one interface.
+
+    Subclasses set ``name``, ``version``, ``tasks`` and may set ``requirements`` (what the run
+    must provide: ``batch_size``, ``num_gpus``, ``gpu_memory_gb``) and ``flags`` (shown as badges:
+    ``external``, ``hard_mask``, ``box_output``, ``finetuned_on``). ``config`` holds every
+    option that changes outputs; it is recorded in results and part of the cache key.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "0"
+    tasks: ClassVar[frozenset[str]] = frozenset()
+    requirements: ClassVar[dict[str, Any]] = {"batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 0}
+    flags: ClassVar[dict[str, Any]] = {}
+    summary: ClassVar[str] = ""
+    #: True when predict() is a pure function of (image, config): the cache may reuse outputs.
+    deterministic: ClassVar[bool] = True
+
+    def __init__(self, **config: Any):
+        self.config: dict[str, Any] = dict(config)
+
+    def load(self, device: str = "cpu") -> None:
+        """Load weights onto ``device`` ("cpu", "cuda", "cuda:1"). Default: nothing to load."""
+
+    @abc.abstractmethod
+    def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
+        """One Prediction per input, in order, each at its input's size."""
+
+    def weights_sha256(self) -> str | None:
+        """sha256 of the weight file(s), or None for weight-free adapters."""
+        return None
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that determines outputs: goes into results and the cache key."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "config": self.config,
+            "weights_sha256": self.weights_sha256(),
+        }
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Dataset(abc.ABC):
+    """A dataset loader. ``samples()`` returns light records (pixels stay on disk).
+
+    ``fingerprint()`` is sha256 over the sorted sample ids and the annotation files' bytes,
+    so two results on different data or annotations are never compared.
+    """
+
+    name: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]] = ("test",)
+    #: True when the split holds both real and fake images (detection metrics meaningful).
+    summary: ClassVar[str] = ""
+
+    def __init__(self, data_root: Path | str | None = None, split: str = "test", **options: Any):
+        self.data_root = Path(data_root) if data_root is not None else None
+        self.split = split
+        self.options = options
+        self._samples: list[Sample] | None = None
+
+    @abc.abstractmethod
+    def _load(self) -> list[Sample]:
+        """Read annotations into Samples (broken records become Samples with ``error`` set)."""
+
+    @abc.abstractmethod
+    def annotation_files(self) -> list[Path]:
+        """Files whose bytes define the ground truth (for the fingerprint)."""
+
+    def samples(self) -> list[Sample]:
+        if self._samples is None:
+            self._samples = self._load()
+        return self._samples
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for sid in sorted(s.id for s in self.samples()):
+            h.update(sid.encode("utf-8") + b"\0")
+        for path in self.annotation_files():
+            h.update(b"\1" + Path(path).read_bytes())
+        return h.hexdigest()

@@ -1,0 +1,35 @@
+"""Image perturbations, registered by name; each is deterministic given its generator.
+
+A perturbation is a function ``fn(image, *, rng, **params) -> image``: RGB uint8 H x W x 3 in,
+RGB uint8 of the same size out. ``rng`` is a ``numpy.random.Generator`` derived from
+(suite seed, sample id, condition key) only (see ``bench.conditions.rng_for``); deterministic
+perturbations ignore it. Register with ``@register_perturbation("name", params={...})``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.conditions import Condition, rng_for
+from bench.registry import PERTURBATIONS, register_perturbation  # noqa: F401
+
+
+def apply_condition(image: np.ndarray, condition: Condition, *, suite_seed: int, sample_id: str) -> np.ndarray:
+    """Apply every step of ``condition`` in order. The clean condition returns ``image`` itself.
+
+    One generator per (seed, sample, condition) is shared by the chain's steps in order.
+    """
+    if condition.is_clean:
+        return image
+    rng = rng_for(suite_seed, sample_id, condition.key)
+    out = image
+    for step in condition.steps:
+        fn = PERTURBATIONS.get(step.name)
+        out = fn(out, rng=rng, **step.as_dict())
+        if out.shape != image.shape or out.dtype != np.uint8:
+            raise RuntimeError(f"perturbation {step.key} returned {out.dtype} {out.shape}, expected uint8 {image.shape}")
+    return out
+
+
+# Built-in perturbations register on import.
+from perturbations import builtin  # noqa: E402,F401

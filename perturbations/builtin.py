@@ -1,0 +1,1 @@
+"""Built-in perturbations (placeholder until the perturbation issue lands)."""
