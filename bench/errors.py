@@ -16,7 +16,8 @@ class SampleError(BenchError):
     def __init__(self, where: str, problem: str):
         self.where = str(where)
         self.problem = problem
-        super().__init__(f"{self.where}: {problem}")
+        # an empty ``where`` keeps a message that already names its file
+        super().__init__(f"{self.where}: {problem}" if self.where else problem)
 
 
 class UnknownNameError(BenchError, KeyError):

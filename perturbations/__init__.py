@@ -33,3 +33,7 @@ def apply_condition(image: np.ndarray, condition: Condition, *, suite_seed: int,
 
 # Built-in perturbations register on import.
 from perturbations import builtin  # noqa: E402,F401
+from perturbations.params import canonical_condition  # noqa: E402,F401
+from perturbations.presets import PRESETS, preset_conditions, severity_of  # noqa: E402,F401
+from perturbations.provenance import perturbation_provenance  # noqa: E402,F401
+from perturbations.robustness import format_robustness_table, robustness_summary  # noqa: E402,F401

@@ -1,1 +1,20 @@
-"""Built-in perturbations (placeholder until the perturbation issue lands)."""
+"""Built-in perturbations; importing this module registers them.
+
+==================  =========================================  ==========
+name                parameters                                 stochastic
+==================  =========================================  ==========
+``jpeg``            quality (int 1..100)                       no
+``jpeg_bgr_swap``   quality (int 1..100) — compatibility only  no
+``gaussian_noise``  sigma (float >= 0, [0,1] scale)            yes
+``gaussian_blur``   kernel (odd int >= 3) or sigma (float > 0) no
+``resize``          scale (float in (0, 1])                    no
+==================  =========================================  ==========
+
+Each lives in its own module (``perturbations.jpeg``, ``.noise``, ``.blur``, ``.resize``),
+which documents its exact conventions.
+"""
+
+from perturbations.blur import gaussian_blur  # noqa: F401
+from perturbations.jpeg import jpeg, jpeg_bgr_swap  # noqa: F401
+from perturbations.noise import gaussian_noise  # noqa: F401
+from perturbations.resize import resize  # noqa: F401

@@ -1,0 +1,314 @@
+"""SynthScars loader: the released on-disk format (PROTOCOL.md §4).
+
+Layout (``data_root`` names the ``SynthScars`` folder; its parent, holding ``SynthScars/``,
+is accepted too)::
+
+    SynthScars/<split>/images/<file>                     mixed .jpg / .png, sizes vary
+    SynthScars/<split>/annotations/<split>.json          (also spelled ``annoations``)
+
+The JSON is a list of single-key objects ``{"<annotation_id>": record}``; a record has
+``img_file_name`` (a bare file name, or an absolute internal path in the pre-release file:
+only its base name is used), ``caption`` (the reference explanation) and ``refs`` = list of
+``{sentence, explanation, bbox (null), segmentation}``, ``segmentation`` = list of flat
+``[x1, y1, x2, y2, ...]`` float pixel polygons in the original image.
+
+Each record becomes one :class:`~bench.types.Sample`: id = the image file name (matched
+EXACTLY by name, never by substring as LEGION's script did: "1.png" is not "11.png"),
+label fake, ``reference`` = caption, one :class:`~bench.types.Region` per ref, mask rule
+``polygon`` (float -> int32 truncation, ``cv2.fillPoly``, union over refs; see
+:func:`bench.masks.polygons_to_mask`).
+
+Extension (not in the release): a record with ``"label": "real"`` is a real image (label 0,
+mask rule ``none``, all-False mask, no refs allowed). The project's generated ``demo``
+dataset writes its real images that way; ``"label": "fake"`` is accepted and is the default.
+Any other record fields (e.g. ``content_type``, ``categories``) and a ref's ``category`` are
+copied through (to ``Sample.meta`` and ``Region.category``).
+
+Options: ``annotations=PATH`` replaces the annotation file (e.g. the pre-release file);
+``images=DIR`` replaces the image folder. Broken records are never dropped: they become
+Samples with ``error`` set, naming the annotation file and the annotation id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, ClassVar
+
+from bench.errors import BenchError, DataMissingError
+from bench.registry import register_dataset
+from bench.types import FAKE, REAL, Dataset, Region, Sample
+
+#: Both spellings of the annotation folder (the upstream README writes ``annoations``).
+ANNOTATION_DIRS = ("annotations", "annoations")
+#: Record fields the loader interprets; every other field is copied to ``Sample.meta``.
+RECORD_FIELDS = frozenset({"img_file_name", "caption", "refs", "label"})
+LABELS = {"fake": FAKE, "real": REAL}
+
+FIX_HINT = (
+    "fetch it with `bench data fetch synthscars`, or pass --data-root pointing at the "
+    "SynthScars folder (the one holding train/ and test/)"
+)
+
+
+class RecordError(ValueError):
+    """One annotation record is malformed (becomes ``Sample.error``)."""
+
+
+@register_dataset("synthscars")
+class SynthScars(Dataset):
+    """SynthScars (LEGION, ICCV 2025): fully synthetic images with polygon artifact
+    annotations, location phrases and explanations."""
+
+    name: ClassVar[str] = "synthscars"
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    summary: ClassVar[str] = (
+        "SynthScars (LEGION): synthetic images, polygon artifact masks, explanations; "
+        "options annotations=PATH, images=DIR"
+    )
+    #: Options this loader understands; a subclass adding options extends this set.
+    known_options: ClassVar[frozenset[str]] = frozenset({"annotations", "images"})
+
+    def __init__(self, data_root: Path | str | None = None, split: str = "test", **options: Any):
+        unknown = set(options) - self.known_options
+        if unknown:
+            raise BenchError(
+                f"{self.name}: unknown option(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(self.known_options))})"
+            )
+        super().__init__(data_root, split, **options)
+
+    # -- locating files ------------------------------------------------------------------
+    def split_dir(self) -> Path:
+        """``<SynthScars>/<split>``, from ``data_root`` (the SynthScars folder or its parent)."""
+        if self.data_root is None:
+            raise DataMissingError(
+                f"{self.name}: no data root given for split {self.split!r}; {FIX_HINT}"
+            )
+        root = self.data_root
+        if not root.is_dir():
+            raise DataMissingError(f"{self.name}: data root {root} does not exist; {FIX_HINT}")
+        for candidate in (root / self.split, root / "SynthScars" / self.split):
+            if candidate.is_dir():
+                return candidate
+        present = sorted(p.name for p in root.iterdir() if p.is_dir())[:10]
+        raise DataMissingError(
+            f"{self.name}: {root} holds no {self.split}/ folder (nor SynthScars/{self.split}/); "
+            f"sub-folders present: {', '.join(present) or 'none'}; {FIX_HINT}"
+        )
+
+    def annotation_path(self) -> Path:
+        """The annotation JSON: the ``annotations`` option, else ``<split>/annotations/<split>.json``
+        (or ``annoations/``)."""
+        override = self.options.get("annotations")
+        if override is not None:
+            path = Path(override).expanduser()
+            if not path.is_file():
+                raise DataMissingError(
+                    f"{self.name}: annotation file {path} (option annotations=) not found"
+                )
+            return path
+        split_dir = self.split_dir()
+        tried = [split_dir / d / f"{self.split}.json" for d in ANNOTATION_DIRS]
+        for path in tried:
+            if path.is_file():
+                return path
+        raise DataMissingError(
+            f"{self.name}: annotation file not found (tried {tried[0]} and {tried[1]}); {FIX_HINT}"
+        )
+
+    def images_dir(self) -> Path:
+        """The image folder: the ``images`` option, else ``<split>/images``."""
+        override = self.options.get("images")
+        path = Path(override).expanduser() if override is not None else self.split_dir() / "images"
+        if not path.is_dir():
+            source = " (option images=)" if override is not None else ""
+            raise DataMissingError(f"{self.name}: image folder {path}{source} not found; {FIX_HINT}")
+        return path
+
+    def annotation_files(self) -> list[Path]:
+        return [self.annotation_path()]
+
+    # -- loading -------------------------------------------------------------------------
+    def _load(self) -> list[Sample]:
+        ann = self.annotation_path()
+        return load_annotation_file(ann, self.images_dir(), source=self.name)
+
+
+def read_annotation_json(path: Path) -> list[Any]:
+    """The top-level list of an annotation file; :class:`BenchError` naming the file otherwise.
+
+    ``json.loads`` on bytes detects UTF-8 / UTF-16 / UTF-32 and a UTF-8 byte-order mark.
+    """
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise DataMissingError(f"{path}: cannot read annotation file: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise BenchError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not valid JSON text ({exc})") from None
+    if not isinstance(data, list):
+        raise BenchError(
+            f"{path}: top level is a JSON {_json_type(data)}; SynthScars annotations are a "
+            "list of {annotation_id: record} objects"
+        )
+    return data
+
+
+def load_annotation_file(path: Path, images_dir: Path, source: str = "synthscars") -> list[Sample]:
+    """Samples for every record of ``path``, in file order; images looked up in ``images_dir``."""
+    records = read_annotation_json(path)
+    samples: list[Sample] = []
+    by_name: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(records):
+        ann_id = _annotation_id(item)
+        label_id = f"annotation {ann_id!r}" if ann_id is not None else f"record #{index}"
+        try:
+            sample = parse_record(item, images_dir, source)
+        except RecordError as exc:
+            sid = f"annotation:{ann_id}" if ann_id is not None else f"record:{index}"
+            samples.append(Sample(
+                id=sid, image_path=None,
+                meta={"annotation_id": ann_id, "record_index": index, "source": source},
+                mask_rule="none", error=f"{path}, {label_id}: {exc}",
+            ))
+            continue
+        by_name[sample.id].append(len(samples))
+        samples.append(sample)
+
+    # A file name shared by several records: the ground truth is ambiguous, so every one of
+    # them fails (with an id made unique), rather than one silently winning.
+    for name, positions in by_name.items():
+        if len(positions) < 2:
+            continue
+        ids = [samples[i].meta["annotation_id"] for i in positions]
+        message = (
+            f"{path}: image file name {name!r} is used by {len(ids)} records "
+            f"(annotation ids {', '.join(repr(a) for a in ids)}); match is ambiguous"
+        )
+        for i, ann_id in zip(positions, ids):
+            samples[i] = replace(samples[i], id=f"{name}#{ann_id}", error=message)
+    return _unique_ids(samples)
+
+
+def parse_record(item: Any, images_dir: Path, source: str = "synthscars") -> Sample:
+    """One ``{annotation_id: record}`` object -> Sample; :class:`RecordError` if malformed."""
+    if not isinstance(item, dict) or len(item) != 1:
+        what = f"a {_json_type(item)}" if not isinstance(item, dict) else f"an object with {len(item)} keys"
+        raise RecordError(f"expected an object with one key (the annotation id), got {what}")
+    (ann_id, rec), = item.items()
+    if not isinstance(rec, dict):
+        raise RecordError(f"record is a JSON {_json_type(rec)}, not an object")
+
+    raw_name = rec.get("img_file_name")
+    if not isinstance(raw_name, str) or not raw_name.strip():
+        raise RecordError("missing or empty 'img_file_name'")
+    file_name = _base_name(raw_name)
+    if file_name in ("", ".", ".."):
+        raise RecordError(f"'img_file_name' {raw_name!r} has no file name")
+
+    label_text = rec.get("label", "fake")
+    if label_text not in LABELS:
+        raise RecordError(f"'label' is {label_text!r}; expected 'fake' or 'real'")
+    label = LABELS[label_text]
+
+    caption = rec.get("caption")
+    if caption is not None and not isinstance(caption, str):
+        raise RecordError(f"'caption' is a JSON {_json_type(caption)}, not a string")
+
+    refs = rec.get("refs", [] if label == REAL else None)
+    if refs is None:
+        raise RecordError("no 'refs' list")
+    if not isinstance(refs, list):
+        raise RecordError(f"'refs' is a JSON {_json_type(refs)}, not a list")
+    if label == REAL and refs:
+        raise RecordError(f"labelled real but has {len(refs)} artifact refs")
+    regions = tuple(_parse_ref(k, ref) for k, ref in enumerate(refs))
+
+    meta: dict[str, Any] = {k: v for k, v in rec.items() if k not in RECORD_FIELDS}
+    meta.update(annotation_id=ann_id, file_name=file_name, n_regions=len(regions), source=source)
+    return Sample(
+        id=file_name,
+        image_path=images_dir / file_name,
+        label=label,
+        reference=caption,
+        regions=regions,
+        meta=meta,
+        mask_rule="polygon" if label == FAKE else "none",
+    )
+
+
+def _parse_ref(k: int, ref: Any) -> Region:
+    if not isinstance(ref, dict):
+        raise RecordError(f"ref {k} is a JSON {_json_type(ref)}, not an object")
+    texts = {}
+    for key in ("sentence", "explanation", "category"):
+        value = ref.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RecordError(f"ref {k} '{key}' is a JSON {_json_type(value)}, not a string")
+        texts[key] = value
+    seg = ref.get("segmentation")
+    if not isinstance(seg, list):
+        raise RecordError(f"ref {k} 'segmentation' is {_json_type(seg)}; expected a list of polygons")
+    polygons = []
+    for j, poly in enumerate(seg):
+        if not isinstance(poly, list) or not all(_is_number(v) for v in poly):
+            raise RecordError(
+                f"ref {k} polygon {j} is not a flat list of numbers [x1, y1, x2, y2, ...]"
+            )
+        # Point count, NaN and image bounds are checked when the mask is built (at the image's
+        # size) by bench.masks.polygons_to_mask, which raises SampleError naming the image.
+        polygons.append(tuple(float(v) for v in poly))
+    return Region(
+        phrase=texts["sentence"] or "",
+        explanation=texts["explanation"] or "",
+        polygons=tuple(polygons),
+        category=texts["category"],
+    )
+
+
+def _annotation_id(item: Any) -> str | None:
+    if isinstance(item, dict) and len(item) == 1:
+        return str(next(iter(item)))
+    return None
+
+
+def _base_name(raw: str) -> str:
+    """Base name of a bare name or of a POSIX / Windows path ("" for a folder path)."""
+    raw = raw.strip()
+    if raw.endswith(("/", "\\")):
+        return ""
+    name = PurePosixPath(raw).name
+    return PureWindowsPath(name).name if "\\" in name else name
+
+
+def _is_number(v: Any) -> bool:
+    """A JSON number (not a boolean); NaN / infinity pass here and are refused by the mask
+    builder, which names the image."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean",
+            int: "number", float: "number"}.get(type(v), type(v).__name__)
+
+
+def _unique_ids(samples: list[Sample]) -> list[Sample]:
+    """Append ``#2``, ``#3`` ... to ids seen before (e.g. two broken records with one id)."""
+    seen: set[str] = set()
+    out = []
+    for s in samples:
+        sid, n = s.id, 1
+        while sid in seen:
+            n += 1
+            sid = f"{s.id}#{n}"
+        seen.add(sid)
+        out.append(s if sid == s.id else replace(s, id=sid))
+    return out

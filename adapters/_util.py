@@ -1,0 +1,249 @@
+"""Helpers shared by the built-in adapters: failed-sample predictions, weight hashing, device
+choice, resizing outputs back to the image size, and importing a user's checkout of a model's
+official repository.
+
+Heavy libraries (torch, cv2) are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.types import Prediction, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class AdapterLoadError(BenchError):
+    """An adapter cannot be loaded (missing or broken weights, missing checkout ...)."""
+
+
+# -- the failed-sample contract ------------------------------------------------------------
+def failed_prediction(message: str, **extras: Any) -> Prediction:
+    """A Prediction that marks its sample as failed.
+
+    Contract with the runner: a Prediction whose ``extras["error"]`` is set is recorded as a
+    failed sample with that message (never dropped, never scored).
+    """
+    return Prediction(extras={"error": str(message), **extras})
+
+
+def is_failed(pred: Prediction) -> bool:
+    return bool(pred.extras.get("error"))
+
+
+# -- weight hashing ------------------------------------------------------------------------
+_HASH_LOCK = threading.Lock()
+_MEMO: dict[tuple, str] = {}
+
+
+def _hash_cache_file() -> Path:
+    from bench.paths import cache_root
+
+    return cache_root() / "weights-sha256.json"
+
+
+def sha256_path(path: Path | str) -> str:
+    """sha256 of a weight file, or of a folder (over its sorted relative paths and the sha256
+    of each file; hidden files and ``__pycache__`` skipped).
+
+    Results are remembered per (absolute path, size, mtime) in memory and in
+    ``<cache root>/weights-sha256.json`` so a 17 GB checkpoint folder is hashed once.
+    """
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        raise AdapterLoadError(f"{p}: weight file or folder not found")
+    files = [p] if p.is_file() else sorted(
+        f for f in p.rglob("*")
+        if f.is_file() and not any(part.startswith(".") or part == "__pycache__"
+                                   for part in f.relative_to(p).parts)
+    )
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    key = hashlib.sha256(repr(stamp).encode()).hexdigest()
+    with _HASH_LOCK:
+        if key in _MEMO:
+            return _MEMO[key]
+        disk: dict[str, str] = {}
+        cache = _hash_cache_file()
+        try:
+            disk = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            disk = {}
+        if key in disk:
+            _MEMO[key] = disk[key]
+            return disk[key]
+    if p.is_file():
+        digest = sha256_file(p)
+    else:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.relative_to(p).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
+        digest = h.hexdigest()
+    with _HASH_LOCK:
+        _MEMO[key] = digest
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                disk = json.loads(cache.read_text())
+            except (OSError, ValueError):
+                disk = {}
+            disk[key] = digest
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(disk))
+            os.replace(tmp, cache)
+        except OSError as exc:  # a read-only cache only costs a re-hash next time
+            log.debug("cannot write %s: %s", cache, exc)
+    return digest
+
+
+def existing_path(value: Any, what: str, adapter: str) -> Path:
+    """``value`` as an existing Path, or an :class:`AdapterLoadError` saying which option is wrong."""
+    if value in (None, ""):
+        raise AdapterLoadError(f"adapter {adapter!r}: option {what!r} is required (--config {what}=PATH)")
+    p = Path(str(value)).expanduser()
+    if not p.exists():
+        raise AdapterLoadError(f"adapter {adapter!r}: {what} {str(p)!r} does not exist")
+    return p
+
+
+# -- device ---------------------------------------------------------------------------------
+def resolve_device(device: str | None) -> str:
+    """The torch device to use: CUDA when asked for (``cuda``, ``cuda:N``, ``auto``) and
+    available, CPU otherwise (with a warning when CUDA was asked for but is missing)."""
+    import torch
+
+    device = (device or "cpu").strip()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if torch.cuda.is_available():
+            return device
+        log.warning("device %r requested but CUDA is not available; running on CPU", device)
+        return "cpu"
+    return device
+
+
+# -- resizing outputs back to the image ----------------------------------------------------
+def resize_mask_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a bool/label map to (height, width) with pixel-centre-aligned nearest neighbour
+    (``cv2.INTER_NEAREST_EXACT``, the same sampling as PIL's NEAREST: source index
+    ``floor((dst + 0.5) * src / dst)``). Plain ``cv2.INTER_NEAREST`` samples
+    ``floor(dst * src / dst)`` and shifts the map by up to half a source pixel."""
+    import cv2
+
+    arr = np.asarray(mask)
+    if arr.shape == (height, width):
+        return arr.copy()
+    dtype = arr.dtype
+    work = arr.astype(np.uint8) if dtype == bool else arr
+    out = cv2.resize(work, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    return out.astype(bool) if dtype == bool else out
+
+
+def resize_prob_bilinear(prob: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a float map to (height, width) bilinearly (half-pixel centres, like
+    ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``), clipped to [0, 1],
+    float32."""
+    import cv2
+
+    arr = np.asarray(prob, dtype=np.float32)
+    if arr.shape != (height, width):
+        arr = cv2.resize(arr, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(arr, 0.0, 1.0).astype(np.float32)
+
+
+def pil_resize_rgb(image: np.ndarray, width: int, height: int, resample: str = "bicubic") -> np.ndarray:
+    """Resize RGB uint8 H x W x 3 with PIL (the resampling most official demos use:
+    ``Image.resize`` defaults to BICUBIC for RGB since Pillow 7)."""
+    from PIL import Image
+
+    filters = {
+        "nearest": Image.Resampling.NEAREST,
+        "bilinear": Image.Resampling.BILINEAR,
+        "bicubic": Image.Resampling.BICUBIC,
+        "lanczos": Image.Resampling.LANCZOS,
+        "box": Image.Resampling.BOX,
+    }
+    if resample not in filters:
+        raise ValueError(f"unknown resampling {resample!r}; choose one of {', '.join(filters)}")
+    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="RGB")
+    return np.asarray(img.resize((width, height), resample=filters[resample]), dtype=np.uint8)
+
+
+# -- importing a user's checkout of an official repository --------------------------------
+@contextlib.contextmanager
+def repo_imports(root: Path | str, top_level: tuple[str, ...]) -> Iterator[None]:
+    """Import modules from a user's checkout at ``root`` whose top-level package names
+    (``models``, ``config`` ...) may clash with other checkouts.
+
+    Inside the block ``root`` is first on ``sys.path`` and the named top-level modules resolve
+    to the checkout's. On exit those entries are taken out of ``sys.modules`` again (and any
+    previous ones put back); objects built inside keep working.
+    """
+    root = str(Path(root).resolve())
+
+    def owned(name: str) -> bool:
+        return any(name == t or name.startswith(t + ".") for t in top_level)
+
+    saved = {n: m for n, m in sys.modules.items() if owned(n)}
+    for n in saved:
+        del sys.modules[n]
+    sys.path.insert(0, root)
+    try:
+        yield
+    finally:
+        try:
+            sys.path.remove(root)
+        except ValueError:
+            pass
+        for n in [n for n in sys.modules if owned(n)]:
+            del sys.modules[n]
+        sys.modules.update(saved)
+
+
+def load_torch_checkpoint(path: Path, *, allow_pickle: bool, what: str, device: str = "cpu") -> Any:
+    """``torch.load`` with a clear error. ``allow_pickle=False`` (default in the adapters) uses
+    ``weights_only=True``: tensors and plain containers only, no code run from the file."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location=device, weights_only=not allow_pickle)
+    except Exception as exc:
+        hint = ""
+        if not allow_pickle and "weights_only" in str(exc):
+            hint = (" (the file holds Python objects beyond tensors; if you trust it, "
+                    "set --config allow_pickle=true)")
+        raise AdapterLoadError(f"{what} {path}: cannot load ({type(exc).__name__}: {exc}){hint}") from None
+
+
+def strip_prefix(state_dict: dict[str, Any], prefix: str = "module.") -> dict[str, Any]:
+    """Drop a key prefix (``nn.DataParallel`` saves keys as ``module.<name>``)."""
+    if state_dict and all(k.startswith(prefix) for k in state_dict):
+        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def load_state_dict_strict(module: Any, state_dict: Any, what: str) -> None:
+    """``module.load_state_dict(state_dict, strict=True)`` or an AdapterLoadError listing the
+    first missing / unexpected keys. Never continues with random weights."""
+    if not isinstance(state_dict, dict):
+        raise AdapterLoadError(f"{what}: expected a state dict, got {type(state_dict).__name__}")
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except Exception as exc:
+        text = str(exc)
+        if len(text) > 800:
+            text = text[:800] + " ..."
+        raise AdapterLoadError(f"{what}: weights do not fit the model ({text}); refusing to run "
+                               "with randomly initialised weights") from None

@@ -1,0 +1,99 @@
+"""`bench run --suite NAME [--adapter A,B] [--data-root DIR] [--perturb PRESET] ...`"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bench.conditions import parse_value
+from bench.errors import BenchError
+
+
+def parse_configs(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``ADAPTER.KEY=VALUE`` items -> {adapter: {key: value}} (values parsed as int/float/text;
+    ``true``/``false``/``null`` as JSON)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise BenchError(f"--config {item!r}: expected ADAPTER.KEY=VALUE, e.g. pal4vst.weights=/w/end2end.pt")
+        lhs, value = item.split("=", 1)
+        adapter, key = lhs.split(".", 1)
+        lowered = value.lower()
+        parsed: Any = {"true": True, "false": False, "null": None, "none": None}.get(lowered, parse_value(value))
+        out.setdefault(adapter, {})[key] = parsed
+    return out
+
+
+def split_names(values: list[str] | None) -> list[str]:
+    return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.registry import ADAPTERS
+    from bench.report import print_summary
+    from bench.runner import RunOptions, command_line, run_suite
+    from bench.suites import get_suite
+
+    suite = get_suite(args.suite)
+    adapters = split_names(args.adapter) or suite.adapters or default_adapters()
+    for name in adapters:
+        ADAPTERS.entry(name)
+    opts = RunOptions(
+        out_dir=Path(args.out or f"runs/{suite.name}"),
+        data_root=Path(args.data_root) if args.data_root else None,
+        split=args.split,
+        perturb=args.perturb,
+        extra_conditions=args.condition or [],
+        adapter_configs=parse_configs(args.config),
+        workers=args.workers,
+        executor=args.executor,
+        ray_address=args.address,
+        phase=args.phase,
+        retry_failed=args.retry_failed,
+        limit=args.limit,
+        device=args.device,
+        progress=not args.no_progress,
+        command=command_line(),
+    )
+    runs = run_suite(suite, adapters, opts)
+    results = [r.results for r in runs if r.results]
+    if results:
+        print_summary(results)
+        print(f"\nresults in {opts.out_dir}/<adapter>/results.json and samples.parquet")
+    else:
+        for r in runs:
+            rep = r.infer
+            print(f"{r.adapter}: {rep.n_inferred} inferred, {rep.n_cached} cached, {rep.n_failed} failed")
+    stopped = [r for r in runs if r.infer.stopped]
+    return 1 if stopped else 0
+
+
+def default_adapters() -> list[str]:
+    """Every built-in adapter that runs without weights or services (``needs_setup`` unset)."""
+    from bench.registry import ADAPTERS
+
+    return [e.name for e in ADAPTERS.entries() if e.source == "built-in"
+            and not (getattr(e.obj, "requirements", {}) or {}).get("needs_setup")]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run adapters on a suite and score them")
+    p.add_argument("--suite", required=True, help="suite name (`bench ls suites`) or a suite YAML file")
+    p.add_argument("--adapter", action="append", help="adapter name(s), comma-separated or repeated; "
+                   "default: every built-in adapter that needs no weights")
+    p.add_argument("--config", action="append", metavar="ADAPTER.KEY=VALUE", help="adapter option")
+    p.add_argument("--data-root", help="dataset folder (see README: datasets)")
+    p.add_argument("--split", help="dataset split (default: the suite's)")
+    p.add_argument("--perturb", help="perturbation preset: legion | imagenet-c")
+    p.add_argument("--condition", action="append", help="extra condition, e.g. 'jpeg(quality=75)'")
+    p.add_argument("--out", help="output folder (default runs/<suite>)")
+    p.add_argument("--workers", type=int, help="CPU worker processes (default: all cores)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--address", help="Ray cluster address (with --executor ray)")
+    p.add_argument("--phase", choices=["all", "infer", "score"], default="all")
+    p.add_argument("--retry-failed", action="store_true", help="retry samples that failed before")
+    p.add_argument("--limit", type=int, help="only the first N samples (smoke test; recorded)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)

@@ -1,0 +1,146 @@
+"""`bench score --dataset NAME --data-root DIR --predictions DIR --format legion|native --out DIR`
+
+Scores a folder of precomputed predictions without running any model. A sample with no
+prediction is counted as failed, never skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench.errors import BenchError, SampleError
+from bench.types import Prediction, Sample
+
+FORMATS = ("legion", "native")
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """Predictions read from a folder in LEGION's or the native layout (README: formats)."""
+
+    folder: str
+    format: str
+
+    def fetch(self, sample: Sample, condition_key: str, ref: Any) -> tuple[Prediction, int, int]:
+        from bench import prediction_folders as pf
+        from bench.scoring import _image_hw
+
+        h, w = _image_hw(sample)
+        if self.format == "legion":
+            pred = pf.read_legion_prediction(Path(self.folder), sample.file_name, (h, w))
+        else:
+            pred = pf.read_native_prediction(Path(self.folder), sample.id, sample.file_name, (h, w))
+        return pred, h, w
+
+
+class FolderAdapterInfo:
+    """Stands in for an adapter in results: identifies the scored folder."""
+
+    version: ClassVar[str] = "1"
+    flags: ClassVar[dict[str, Any]] = {"precomputed": True}
+
+    def __init__(self, folder: Path, fmt: str, tasks: set[str], name: str | None):
+        self.folder, self.fmt, self.tasks = folder, fmt, frozenset(tasks)
+        self.name = name or f"predictions-{fmt}"
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version,
+                "config": {"predictions": str(self.folder.resolve()), "format": self.fmt},
+                "weights_sha256": None}
+
+
+def suite_for_dataset(dataset: str):
+    """The registered suite of this dataset (its protocol and metrics), else a default one."""
+    from bench.registry import SUITES
+    from bench.suites import Suite
+
+    for entry in SUITES.entries():
+        if entry.obj.dataset == dataset and entry.name == dataset:
+            return entry.obj
+    for entry in SUITES.entries():
+        if entry.obj.dataset == dataset:
+            return entry.obj
+    return Suite.from_mapping({"name": f"score-{dataset}", "version": 1, "dataset": dataset,
+                               "metrics": ["miou", "f1", "iou_fg", "fp_area", "det_auc", "det_acc",
+                                           "rouge_l", "css"]})
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.conditions import Condition
+    from bench.registry import create_dataset
+    from bench.report import print_summary
+    from bench.runner import (RunOptions, _map_chunks, _sanitize, build_results, command_line,
+                              safe_name, score_frame, write_json_atomic)
+    from bench.scoring import rows_to_frame, write_parquet
+
+    if args.format not in FORMATS:
+        raise BenchError(f"--format must be one of {', '.join(FORMATS)}")
+    folder = Path(args.predictions)
+    if not folder.is_dir():
+        raise BenchError(f"--predictions {folder}: not a folder")
+    suite = suite_for_dataset(args.dataset)
+    if args.threshold is not None:
+        suite.protocol = {**suite.protocol, "mask_threshold": args.threshold}
+    if args.css_model:
+        suite.protocol = {**suite.protocol, "css_model": args.css_model}
+    opts = RunOptions(out_dir=Path(args.out), data_root=Path(args.data_root) if args.data_root else None,
+                      split=args.split, workers=args.workers, progress=not args.no_progress,
+                      command=command_line())
+    options = dict(suite.dataset_options)
+    for kv in args.dataset_option or []:
+        k, _, v = kv.partition("=")
+        options[k] = v
+    ds = create_dataset(args.dataset, data_root=opts.data_root, split=args.split or suite.split, **options)
+    samples = ds.samples()
+    if not samples:
+        raise BenchError(f"dataset {args.dataset!r} has no samples")
+    clean = Condition.clean()
+    source = FolderSource(str(folder), args.format)
+    threshold = float(suite.protocol["mask_threshold"])
+    t0 = time.perf_counter()
+    jobs = [(s, [(clean.key, None)]) for s in samples]
+    df = rows_to_frame(list(_map_chunks(jobs, source, threshold, opts, desc="score")))
+    tasks = {"localize"}
+    if df["explanation"].notna().any():
+        tasks.add("explain")
+    if df["score"].notna().any():
+        tasks.add("detect")
+    info = FolderAdapterInfo(folder, args.format, tasks, args.name)
+    used, per_condition = score_frame(df, suite, tasks, [clean.key])
+    results = build_results(suite=suite, dataset=ds, n_samples=len(samples), adapter=info,
+                            conditions=[clean], per_condition=per_condition, used_metrics=used,
+                            timing={"infer_s": 0.0, "score_s": round(time.perf_counter() - t0, 3)},
+                            opts=opts)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_parquet(df, out / "samples.parquet")
+    write_json_atomic(out / "results.json", _sanitize(results))
+    print_summary([results])
+    n_failed = int((df["status"] == "failed").sum())
+    if n_failed:
+        first = df.loc[df["status"] == "failed", "error"].head(3).tolist()
+        print(f"\n{n_failed} of {len(df)} samples failed, e.g.:\n  " + "\n  ".join(map(str, first)))
+    print(f"\nresults in {out}/results.json and samples.parquet")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score a folder of precomputed predictions (no model run)")
+    p.add_argument("--dataset", required=True, help="dataset name (`bench ls datasets`)")
+    p.add_argument("--data-root", help="dataset folder")
+    p.add_argument("--split", help="dataset split (default: the dataset suite's)")
+    p.add_argument("--dataset-option", action="append", metavar="KEY=VALUE",
+                   help="dataset loader option, e.g. annotations=/path/test.json")
+    p.add_argument("--predictions", required=True, help="prediction folder")
+    p.add_argument("--format", required=True, choices=FORMATS, help="folder layout")
+    p.add_argument("--out", required=True, help="output folder for results.json + samples.parquet")
+    p.add_argument("--name", help="name for this entry in results (default predictions-<format>)")
+    p.add_argument("--threshold", type=float, help="heatmap threshold (native heatmaps); default 0.5")
+    p.add_argument("--css-model", help="sentence-embedding model for CSS (default: the suite's)")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)

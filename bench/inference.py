@@ -1,0 +1,255 @@
+"""The infer phase: (sample, condition) -> perturbed image -> adapter -> prediction cache.
+
+One function, :func:`infer_shard`, does the work for a shard of samples; executors (local
+process pool, in-process, Ray) only decide where shards run. Every outcome is written to the
+cache as it happens, so a killed run loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from bench.cache import PredictionCache, prediction_key
+from bench.conditions import Condition
+from bench.errors import BenchError, SampleError
+from bench.registry import ADAPTERS, PERTURBATIONS
+from bench.types import Adapter, ModelInput, Prediction, Sample
+
+#: An adapter whose every sample failed in this many consecutive batches is stopped.
+STOP_AFTER_FAILED_BATCHES = 3
+
+
+class AdapterStopped(BenchError):
+    """The adapter failed on every sample of several consecutive batches."""
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """What a worker needs to build an adapter: its registry name and config."""
+
+    name: str
+    config: tuple[tuple[str, Any], ...] = ()
+    #: ``module:qualname`` of the adapter class, imported by workers (a spawned process may not
+    #: have run the code that registered it, e.g. an adapter defined in a test or a notebook).
+    cls_path: str = ""
+
+    @classmethod
+    def make(cls, name: str, config: dict[str, Any] | None = None) -> "AdapterSpec":
+        adapter_cls = ADAPTERS.get(name)
+        return cls(name, tuple(sorted((config or {}).items())),
+                   f"{adapter_cls.__module__}:{adapter_cls.__qualname__}")
+
+    def adapter_class(self) -> type[Adapter]:
+        if self.name in ADAPTERS:
+            return ADAPTERS.get(self.name)
+        if self.cls_path:
+            import importlib
+
+            module, _, qual = self.cls_path.partition(":")
+            obj: Any = importlib.import_module(module)
+            for part in qual.split("."):
+                obj = getattr(obj, part)
+            return obj
+        return ADAPTERS.get(self.name)
+
+    def create(self) -> Adapter:
+        return self.adapter_class()(**dict(self.config))
+
+
+@dataclass
+class ShardReport:
+    n_items: int = 0      # (sample, condition) pairs in the shard
+    n_cached: int = 0     # already in the cache
+    n_inferred: int = 0   # predicted now
+    n_failed: int = 0     # failed now (recorded in the cache)
+    n_calls: int = 0      # adapter.predict calls
+    seconds: float = 0.0
+    stopped: str | None = None
+
+    def add(self, other: "ShardReport") -> None:
+        for f in ("n_items", "n_cached", "n_inferred", "n_failed", "n_calls", "seconds"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.stopped = self.stopped or other.stopped
+
+
+_ADAPTERS: dict[tuple[AdapterSpec, str], Adapter] = {}
+
+
+def loaded_adapter(spec: AdapterSpec, device: str) -> Adapter:
+    """One loaded adapter instance per (spec, device) per process."""
+    key = (spec, device)
+    if key not in _ADAPTERS:
+        adapter = spec.create()
+        adapter.load(device)
+        _ADAPTERS[key] = adapter
+    return _ADAPTERS[key]
+
+
+def is_stochastic(condition: Condition) -> bool:
+    return any(PERTURBATIONS.entry(s.name).info.get("stochastic", True) for s in condition.steps)
+
+
+def item_key(identity: dict[str, Any], image_sha: str, condition: Condition, suite_seed: int) -> str:
+    return prediction_key(identity, image_sha, condition.key,
+                          suite_seed if is_stochastic(condition) else None)
+
+
+def sample_image_sha(cache: PredictionCache, sample: Sample) -> str:
+    if sample.error:
+        raise SampleError(sample.where, sample.error)
+    if sample.image_bytes is not None:
+        return cache.image_sha256(None, sample.image_bytes)
+    if sample.image_path is None:
+        raise SampleError(sample.where, "no image file for this record")
+    try:
+        return cache.image_sha256(sample.image_path)
+    except FileNotFoundError:
+        raise SampleError(sample.where, "image file not found") from None
+    except OSError as exc:
+        raise SampleError(sample.where, f"cannot read image: {exc}") from None
+
+
+def failure_key(identity: dict[str, Any], sample: Sample, condition: Condition) -> str:
+    """Key under which a sample whose image cannot even be read records its failure."""
+    return prediction_key(identity, f"unreadable:{sample.id}", condition.key, None)
+
+
+def plan_keys(identity: dict[str, Any], cache: PredictionCache, sample: Sample,
+              conditions: Sequence[Condition], suite_seed: int) -> list[str]:
+    """The cache key of each (sample, condition); an unreadable image gets failure keys."""
+    try:
+        sha = sample_image_sha(cache, sample)
+    except SampleError:
+        return [failure_key(identity, sample, c) for c in conditions]
+    return [item_key(identity, sha, c, suite_seed) for c in conditions]
+
+
+def infer_shard(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Condition],
+                suite_seed: int, cache_dir: str, device: str = "cpu", retry_failed: bool = False,
+                progress: Callable[[int], None] | None = None) -> ShardReport:
+    """Predict every (sample, condition) of the shard that the cache does not hold yet.
+
+    Failures (unreadable image, perturbation error, adapter exception, invalid output) are
+    recorded in the cache with their reason; recorded failures are retried only with
+    ``retry_failed``.
+    """
+    from perturbations import apply_condition
+
+    t0 = time.perf_counter()
+    cache = PredictionCache(cache_dir)
+    report = ShardReport()
+    adapter: Adapter | None = None
+    pending: list[tuple[str, ModelInput]] = []
+    failed_batches = 0
+
+    def get_adapter() -> Adapter:
+        nonlocal adapter
+        if adapter is None:
+            adapter = loaded_adapter(spec, device)
+        return adapter
+
+    # identity without loading weights (cheap), so cached work needs no model at all
+    identity = spec.create().identity()
+    name = spec.name
+
+    def flush() -> None:
+        nonlocal failed_batches
+        if not pending:
+            return
+        ad = get_adapter()
+        inputs = [mi for _, mi in pending]
+        report.n_calls += 1
+        try:
+            preds = ad.predict(inputs)
+            if not isinstance(preds, list) or len(preds) != len(inputs):
+                raise SampleError(name, f"predict returned {len(preds) if hasattr(preds, '__len__') else type(preds).__name__}"
+                                  f" outputs for {len(inputs)} inputs")
+            batch_error = None
+        except Exception as exc:  # the adapter's own failure: fail the batch, keep going
+            preds, batch_error = None, f"adapter {name} raised {type(exc).__name__}: {exc}"
+        n_bad, last_error = 0, batch_error
+        for i, (key, mi) in enumerate(pending):
+            if batch_error is not None:
+                cache.put_failure(key, batch_error, adapter=name, condition=mi.condition)
+                n_bad += 1
+                continue
+            pred: Prediction = preds[i]
+            where = f"{mi.file_name} [{mi.condition}]"
+            try:
+                if not isinstance(pred, Prediction):
+                    raise SampleError(where, f"adapter returned {type(pred).__name__}, not Prediction")
+                if pred.extras.get("error"):
+                    raise SampleError(where, str(pred.extras["error"]))
+                h, w = mi.image.shape[:2]
+                pred.validate(h, w, ad.tasks, where)
+                json.dumps(pred.extras, default=str)
+                cache.put(key, pred, height=h, width=w, adapter=name, condition=mi.condition)
+                report.n_inferred += 1
+            except SampleError as exc:
+                last_error = str(exc)
+                cache.put_failure(key, last_error, adapter=name, condition=mi.condition)
+                n_bad += 1
+            except (TypeError, ValueError) as exc:
+                last_error = f"{where}: invalid output: {exc}"
+                cache.put_failure(key, last_error, adapter=name, condition=mi.condition)
+                n_bad += 1
+        report.n_failed += n_bad
+        failed_batches = failed_batches + 1 if n_bad == len(pending) else 0
+        if progress:
+            progress(len(pending))
+        pending.clear()
+        if failed_batches >= STOP_AFTER_FAILED_BATCHES:
+            raise AdapterStopped(
+                f"adapter {name!r} failed on every sample of {failed_batches} consecutive batches; "
+                f"stopped early. Last error: {last_error}"
+            )
+
+    try:
+        bs = None
+        for sample in samples:
+            keys = plan_keys(identity, cache, sample, conditions, suite_seed)
+            todo = []
+            for cond, key in zip(conditions, keys):
+                report.n_items += 1
+                status = cache.status(key)
+                if status == "ok" or (status == "failed" and not retry_failed):
+                    report.n_cached += 1
+                    if progress:
+                        progress(1)
+                    continue
+                todo.append((cond, key))
+            if not todo:
+                continue
+            try:
+                image = sample.load_image()
+            except SampleError as exc:
+                for cond, key in todo:
+                    cache.put_failure(key, str(exc), adapter=name, condition=cond.key)
+                report.n_failed += len(todo)
+                if progress:
+                    progress(len(todo))
+                continue
+            for cond, key in todo:
+                try:
+                    img = apply_condition(image, cond, suite_seed=suite_seed, sample_id=sample.id)
+                except Exception as exc:
+                    cache.put_failure(key, f"{sample.where}: perturbation {cond.key} failed: {exc}",
+                                      adapter=name, condition=cond.key)
+                    report.n_failed += 1
+                    if progress:
+                        progress(1)
+                    continue
+                pending.append((key, ModelInput(sample.id, img, sample.file_name, cond.key, dict(sample.meta))))
+                if bs is None:
+                    bs = max(1, int(get_adapter().requirements.get("batch_size", 8)))
+                if len(pending) >= bs:
+                    flush()
+        flush()
+    except AdapterStopped as exc:
+        report.stopped = str(exc)
+    report.seconds = time.perf_counter() - t0
+    cache.close()
+    return report

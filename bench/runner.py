@@ -1,0 +1,416 @@
+"""`bench run`: suite -> dataset -> conditions -> (infer, cached) -> (score) -> results.
+
+Two phases. *Infer* fills the prediction cache (:mod:`bench.inference`); *score* reads only the
+cache and the dataset (:mod:`bench.scoring`) and writes, per adapter, ``<out>/<adapter>/``
+``results.json`` (schema ``bench.results/1``), ``samples.parquet`` and a small ``gallery/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from tqdm.auto import tqdm
+
+from bench.cache import PredictionCache
+from bench.conditions import Condition
+from bench.errors import BenchError
+from bench.inference import AdapterSpec, ShardReport, infer_shard, plan_keys
+from bench.paths import cache_root
+from bench.registry import ADAPTERS, create_dataset
+from bench.suites import Suite
+from bench.types import Dataset, Sample
+
+log = logging.getLogger(__name__)
+
+RESULTS_SCHEMA = "bench.results/1"
+
+
+@dataclass
+class RunOptions:
+    """Everything about a run that is not the suite itself."""
+
+    out_dir: Path
+    data_root: Path | None = None
+    split: str | None = None
+    perturb: str | None = None
+    extra_conditions: list[str] = field(default_factory=list)
+    adapter_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workers: int | None = None
+    executor: str = "local"       # local | ray
+    ray_address: str | None = None
+    phase: str = "all"            # all | infer | score
+    retry_failed: bool = False
+    limit: int | None = None      # first N samples only (smoke runs); recorded
+    device: str = "cpu"
+    progress: bool = True
+    cache_dir: Path | None = None
+    gallery_size: int = 24
+    command: str | None = None
+
+    @property
+    def n_workers(self) -> int:
+        return max(1, self.workers or os.cpu_count() or 1)
+
+
+class WorkerPool:
+    """One spawn-context process pool per run, started on first use and shared by every
+    adapter and both phases (spawn: safe with torch and threads; started once: its start-up
+    cost is paid once)."""
+
+    def __init__(self, n_workers: int):
+        self.n_workers = n_workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def get(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.n_workers, mp_context=get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+@dataclass
+class AdapterRun:
+    adapter: str
+    out_dir: Path | None
+    results: dict[str, Any] | None
+    infer: ShardReport
+
+
+# -- conditions ---------------------------------------------------------------------------
+
+def suite_conditions(suite: Suite, perturb: str | None, extra: Sequence[str]) -> list[Condition]:
+    """Clean first, then the preset's conditions, then the suite's and the command line's;
+    duplicates dropped, order kept."""
+    conds: list[Condition] = [Condition.clean()]
+    preset = perturb or suite.perturb
+    if preset:
+        from perturbations.presets import preset_conditions
+
+        conds += preset_conditions(preset)
+    conds += [Condition.from_spec(c) for c in suite.conditions]
+    conds += [Condition.parse(c) for c in extra]
+    seen, out = set(), []
+    for c in conds:
+        if c.key not in seen:
+            seen.add(c.key)
+            out.append(c)
+    return out
+
+
+# -- dataset ------------------------------------------------------------------------------
+
+def open_dataset(suite: Suite, opts: RunOptions) -> Dataset:
+    if suite.needs_data_root and opts.data_root is None:
+        raise BenchError(
+            f"suite {suite.name!r} needs its data: pass --data-root DIR "
+            f"(get it with `bench data fetch {suite.dataset}`)"
+        )
+    options = dict(suite.dataset_options)
+    ds = create_dataset(suite.dataset, data_root=opts.data_root, split=opts.split or suite.split, **options)
+    try:
+        from bench.datasets.verify import check_data_available
+    except ImportError:
+        check_data_available = None
+    if check_data_available is not None and opts.data_root is not None:
+        check_data_available(suite.dataset, opts.data_root, opts.split or suite.split, **options)
+    return ds
+
+
+# -- executors ----------------------------------------------------------------------------
+
+def _shards(samples: Sequence[Sample], n_workers: int, batch_size: int) -> list[list[Sample]]:
+    """Contiguous shards: several per worker for load balance, at least one batch each."""
+    n = len(samples)
+    if n == 0:
+        return []
+    per = max(batch_size, math.ceil(n / (n_workers * 4)))
+    return [list(samples[i:i + per]) for i in range(0, n, per)]
+
+
+def _infer_local(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Condition],
+                 suite: Suite, opts: RunOptions, cache_dir: Path, pool: WorkerPool) -> ShardReport:
+    adapter_cls = spec.adapter_class()
+    req = getattr(adapter_cls, "requirements", {}) or {}
+    flags = getattr(adapter_cls, "flags", {}) or {}
+    bs = int(req.get("batch_size", 8))
+    total = ShardReport()
+    bar = tqdm(total=len(samples) * len(conditions), desc=f"infer {spec.name}", unit="img",
+               disable=not opts.progress, leave=False, file=sys.stderr)
+    in_process = opts.n_workers == 1 or req.get("num_gpus", 0) or flags.get("external") \
+        or req.get("in_process")
+    try:
+        if in_process:
+            rep = infer_shard(spec, samples, conditions, suite.seed, str(cache_dir), opts.device,
+                              opts.retry_failed, progress=bar.update)
+            total.add(rep)
+        else:
+            shards = _shards(samples, opts.n_workers, bs)
+            ex = pool.get()
+            futures = {ex.submit(infer_shard, spec, shard, conditions, suite.seed, str(cache_dir),
+                                 "cpu", opts.retry_failed): len(shard) for shard in shards}
+            for fut in as_completed(futures):
+                rep = fut.result()
+                total.add(rep)
+                bar.update(futures[fut] * len(conditions))
+                if rep.stopped:
+                    for other in futures:
+                        other.cancel()
+                    break
+    finally:
+        bar.close()
+    return total
+
+
+def _infer(spec: AdapterSpec, samples, conditions, suite, opts, cache_dir, pool: WorkerPool) -> ShardReport:
+    if opts.executor == "ray":
+        from bench.executors.ray_executor import infer_with_ray
+
+        return infer_with_ray(spec, samples, conditions, suite, opts, cache_dir)
+    if opts.executor != "local":
+        raise BenchError(f"unknown executor {opts.executor!r} (local or ray)")
+    return _infer_local(spec, samples, conditions, suite, opts, cache_dir, pool)
+
+
+# -- scoring ------------------------------------------------------------------------------
+
+def _score(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Condition],
+           suite: Suite, opts: RunOptions, cache_dir: Path, pool: "WorkerPool | None" = None):
+    from bench.scoring import CacheSource, rows_to_frame, score_chunk
+
+    adapter = spec.create()
+    identity = adapter.identity()
+    cache = PredictionCache(cache_dir)
+    jobs = []
+    for sample in samples:
+        keys = plan_keys(identity, cache, sample, conditions, suite.seed)
+        jobs.append((sample, [(c.key, k) for c, k in zip(conditions, keys)]))
+    cache.close()
+    source = CacheSource(str(cache_dir))
+    threshold = float(suite.protocol["mask_threshold"])
+    return rows_to_frame(list(_map_chunks(jobs, source, threshold, opts, desc=f"score {spec.name}", pool=pool)))
+
+
+def _map_chunks(jobs, source, threshold, opts: RunOptions, desc: str,
+                pool: "WorkerPool | None" = None) -> Iterator[dict]:
+    from bench.scoring import score_chunk
+
+    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not opts.progress, leave=False,
+               file=sys.stderr)
+    try:
+        if opts.n_workers == 1 or len(jobs) < 16:
+            for job in jobs:
+                yield from score_chunk([job], source, threshold)
+                bar.update(1)
+            return
+        per = max(4, math.ceil(len(jobs) / (opts.n_workers * 8)))
+        chunks = [jobs[i:i + per] for i in range(0, len(jobs), per)]
+        own = pool is None
+        pool = pool or WorkerPool(opts.n_workers)
+        try:
+            ex = pool.get()
+            futures = [ex.submit(score_chunk, ch, source, threshold) for ch in chunks]
+            for fut, ch in zip(futures, chunks):  # in submission order: rows stay in dataset order
+                yield from fut.result()
+                bar.update(len(ch))
+        finally:
+            if own:
+                pool.close()
+    finally:
+        bar.close()
+
+
+def score_frame(df, suite: Suite, tasks: set[str], condition_keys: Sequence[str]):
+    """Metric columns + per-condition aggregates for a table of rows."""
+    from bench.scoring import add_metric_columns, aggregate
+
+    used = add_metric_columns(df, suite.metrics, tasks, suite.protocol)
+    per_condition = aggregate(df, condition_keys, used, suite.protocol.get("bootstrap", {}))
+    return used, per_condition
+
+
+# -- results ------------------------------------------------------------------------------
+
+def build_results(*, suite: Suite, dataset: Dataset, n_samples: int, adapter, conditions: Sequence[Condition],
+                  per_condition: dict[str, Any], used_metrics: Sequence[str], timing: dict[str, float],
+                  opts: RunOptions | None, extra_protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+    from bench.environment import environment, harness
+
+    protocol = dict(suite.protocol)
+    protocol.update(extra_protocol or {})
+    if any(m in used_metrics for m in ("css",)):
+        try:
+            from bench.metrics.explanation import css_model_info
+
+            protocol["css_model_info"] = css_model_info(protocol["css_model"])
+        except Exception:  # recorded as unknown rather than failing the write
+            protocol["css_model_info"] = None
+    provenance: dict[str, Any] = {"seed": suite.seed}
+    try:
+        from perturbations import perturbation_provenance
+
+        provenance.update(perturbation_provenance())
+    except ImportError:
+        pass
+    conds_out = []
+    for c in conditions:
+        agg = per_condition.get(c.key, {"n": 0, "n_failed": 0, "metrics": {}})
+        conds_out.append({"key": c.key, "perturbation": c.perturbation, "params": c.params, **agg})
+    identity = adapter.identity()
+    result: dict[str, Any] = {
+        "schema": RESULTS_SCHEMA,
+        "run_id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "harness": harness(),
+        "suite": {"name": suite.name, "version": suite.version},
+        "dataset": {"name": dataset.name, "split": dataset.split, "fingerprint": dataset.fingerprint(),
+                    "n_samples": n_samples,
+                    "limit": opts.limit if opts else None},
+        "adapter": {**identity, "tasks": sorted(adapter.tasks), "flags": dict(adapter.flags)},
+        "protocol": protocol,
+        "metrics_used": list(used_metrics),
+        "perturbation_provenance": provenance,
+        "conditions": conds_out,
+        "environment": environment(),
+        "timing": timing,
+        "command": opts.command if opts else None,
+    }
+    try:
+        from perturbations.robustness import robustness_summary
+
+        if len(conditions) > 1:
+            result["robustness"] = robustness_summary(
+                {c["key"]: {m: v["value"] for m, v in c["metrics"].items()} for c in conds_out})
+    except ImportError:
+        pass
+    return result
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    import json
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def _sanitize(obj: Any) -> Any:
+    """NaN/inf -> None so results.json is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _sanitize(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_sanitize(v) for v in obj]
+    return obj
+
+
+def safe_name(text: str) -> str:
+    """A file-system-safe slug (letters, digits, ``-_.``), never empty, never ``..``."""
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "x"
+    if slug != text:
+        slug = f"{slug[:60]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return slug
+
+
+# -- the run ------------------------------------------------------------------------------
+
+def run_suite(suite: Suite, adapters: Sequence[str], opts: RunOptions) -> list[AdapterRun]:
+    """Run ``adapters`` on ``suite``; returns one AdapterRun per adapter (results None for
+    ``--phase infer``)."""
+    for name in adapters:
+        ADAPTERS.entry(name)  # unknown names fail before any work, with suggestions
+    dataset = open_dataset(suite, opts)
+    samples = dataset.samples()
+    if opts.limit:
+        samples = samples[: opts.limit]
+    if not samples:
+        raise BenchError(f"dataset {dataset.name!r} split {dataset.split!r} has no samples")
+    conditions = suite_conditions(suite, opts.perturb, opts.extra_conditions)
+    cache_dir = Path(opts.cache_dir) if opts.cache_dir else cache_root() / "predictions"
+    runs: list[AdapterRun] = []
+    pool = WorkerPool(opts.n_workers)
+    try:
+        for name in adapters:
+            runs.append(_run_one(name, suite, dataset, samples, conditions, opts, cache_dir, pool))
+    finally:
+        pool.close()
+    return runs
+
+
+def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample],
+             conditions: Sequence[Condition], opts: RunOptions, cache_dir: Path,
+             pool: WorkerPool) -> AdapterRun:
+    spec = AdapterSpec.make(name, opts.adapter_configs.get(name))
+    t0 = time.perf_counter()
+    report = ShardReport()
+    if opts.phase in ("all", "infer"):
+        report = _infer(spec, samples, conditions, suite, opts, cache_dir, pool)
+        if report.stopped:
+            print(f"bench: {report.stopped}", file=sys.stderr)
+    infer_s = time.perf_counter() - t0
+    if opts.phase == "infer":
+        return AdapterRun(name, None, None, report)
+    t1 = time.perf_counter()
+    df = _score(spec, samples, conditions, suite, opts, cache_dir, pool)
+    adapter = spec.create()
+    used, per_condition = score_frame(df, suite, set(adapter.tasks), [c.key for c in conditions])
+    score_s = time.perf_counter() - t1
+    results = build_results(
+        suite=suite, dataset=dataset, n_samples=len(samples), adapter=adapter, conditions=conditions,
+        per_condition=per_condition, used_metrics=used,
+        timing={"infer_s": round(infer_s, 3), "score_s": round(score_s, 3),
+                "n_inferred": report.n_inferred, "n_cached": report.n_cached,
+                "n_failed_now": report.n_failed, "n_calls": report.n_calls},
+        opts=opts,
+    )
+    out = Path(opts.out_dir) / safe_name(name)
+    out.mkdir(parents=True, exist_ok=True)
+    from bench.scoring import write_parquet
+
+    write_parquet(df, out / "samples.parquet")
+    write_json_atomic(out / "results.json", _sanitize(results))
+    if opts.gallery_size:
+        try:
+            from bench.gallery import write_gallery
+
+            write_gallery(out / "gallery", samples, conditions, spec, suite, cache_dir, opts.gallery_size)
+        except Exception as exc:  # pictures are a convenience; never lose a result for them
+            log.warning("gallery not written: %s", exc)
+    return AdapterRun(name, out, results, report)
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command that reproduces this run, as the user typed it (prog name normalised)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return "bench " + " ".join(shlex.quote(a) for a in argv)

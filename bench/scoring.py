@@ -1,0 +1,235 @@
+"""Scoring: per (sample, condition) rows from predictions and ground truth, then aggregation.
+
+Per-sample work (ground-truth rasterisation, binarisation, confusion counts) runs in worker
+processes; pixel metrics are then computed vectorised from the counts, text metrics batched,
+detection metrics per dataset, and every aggregate gets a seeded bootstrap 95% interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Protocol, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import SampleError
+from bench.metrics import MetricSpec, get_metric
+from bench.metrics.localization import confusion_counts
+from bench.stats import bootstrap_mean_ci, bootstrap_stat_ci
+from bench.types import FAKE, REAL, Prediction, Sample
+
+ROW_COLUMNS = [
+    "sample_id", "file_name", "condition", "label", "status", "error", "height", "width",
+    "tp", "fp", "fn", "tn", "score", "explanation", "reference",
+]
+
+
+class PredictionSource(Protocol):
+    """Where the score phase reads predictions from (picklable, used in worker processes)."""
+
+    def fetch(self, sample: Sample, condition_key: str, ref: Any) -> tuple[Prediction, int, int]:
+        """(prediction, height, width) or raise SampleError with the reason."""
+
+
+@dataclass(frozen=True)
+class CacheSource:
+    """Predictions from the prediction cache; ``ref`` is the cache key."""
+
+    cache_dir: str
+
+    def fetch(self, sample: Sample, condition_key: str, ref: Any) -> tuple[Prediction, int, int]:
+        from bench.cache import PredictionCache
+
+        cache = _cache_for(self.cache_dir)
+        try:
+            return cache.get(ref)
+        except KeyError:
+            reason = cache.get_failure(ref)
+            if reason:
+                raise SampleError("", reason) from None
+            raise SampleError(sample.where, f"no prediction for condition {condition_key}"
+                              " (run the infer phase first)") from None
+
+
+_CACHES: dict[str, Any] = {}
+
+
+def _cache_for(path: str):
+    from bench.cache import PredictionCache
+
+    if path not in _CACHES:
+        _CACHES[path] = PredictionCache(path)
+    return _CACHES[path]
+
+
+def _image_hw(sample: Sample) -> tuple[int, int]:
+    if sample.image_bytes is not None or sample.image_path is None:
+        img = sample.load_image()
+        return img.shape[0], img.shape[1]
+    from bench.imageio import image_size
+
+    if sample.error:
+        raise SampleError(sample.where, sample.error)
+    return image_size(sample.image_path)
+
+
+def score_sample(sample: Sample, items: Sequence[tuple[str, Any]], source: PredictionSource,
+                 threshold: float) -> list[dict[str, Any]]:
+    """Rows for one sample under each (condition key, prediction ref) in ``items``.
+
+    The ground-truth mask is built once, at the original image size, and shared by all
+    conditions. Any SampleError fails that row (or all rows, for ground-truth problems).
+    """
+    base = {"sample_id": sample.id, "file_name": sample.file_name, "label": int(sample.label),
+            "reference": sample.reference}
+    rows: list[dict[str, Any]] = []
+    gt: np.ndarray | None = None
+    gt_error: str | None = f"{sample.where}: {sample.error}" if sample.error else None
+    for cond_key, ref in items:
+        row = {**base, "condition": cond_key, "status": "ok", "error": None, "height": None,
+               "width": None, "tp": None, "fp": None, "fn": None, "tn": None, "score": None,
+               "explanation": None}
+        try:
+            if gt_error:
+                raise SampleError("", gt_error)
+            pred, h, w = source.fetch(sample, cond_key, ref)
+            if "error" in pred.extras and pred.extras["error"]:
+                raise SampleError(sample.where, str(pred.extras["error"]))
+            if gt is None:
+                try:
+                    gt = sample.load_mask(h, w)
+                except SampleError as exc:
+                    gt_error = str(exc)
+                    raise
+            elif gt.shape != (h, w):
+                raise SampleError(sample.where, f"prediction is {h}x{w} but the image is "
+                                  f"{gt.shape[0]}x{gt.shape[1]} (H x W)")
+            row.update(height=h, width=w, score=pred.score, explanation=pred.explanation)
+            mask = pred.binary_mask(threshold)
+            if mask is not None:
+                if mask.shape != gt.shape:
+                    raise SampleError(sample.where, f"predicted mask is {mask.shape} but the "
+                                      f"image is {gt.shape} (H x W)")
+                row.update(zip(("tp", "fp", "fn", "tn"), confusion_counts(np.asarray(mask, bool), gt)))
+        except SampleError as exc:
+            row.update(status="failed", error=str(exc))
+        except Exception as exc:  # a bug in one sample must not lose the others
+            row.update(status="failed", error=f"{sample.where}: {type(exc).__name__}: {exc}")
+        rows.append(row)
+    return rows
+
+
+def score_chunk(jobs: Sequence[tuple[Sample, Sequence[tuple[str, Any]]]], source: PredictionSource,
+                threshold: float) -> list[dict[str, Any]]:
+    """Worker entry point: rows for a chunk of samples."""
+    out: list[dict[str, Any]] = []
+    for sample, items in jobs:
+        out.extend(score_sample(sample, items, source, threshold))
+    return out
+
+
+# -- metrics on the table -----------------------------------------------------------------
+
+def clean_prediction(text: str | None, protocol: dict[str, Any]) -> str:
+    """The predicted explanation after the suite's named cleaning step (None -> "")."""
+    from bench.text_prep import TEXT_CLEANINGS
+
+    name = protocol.get("text_cleaning", "none")
+    if name not in TEXT_CLEANINGS:
+        raise ValueError(f"unknown text_cleaning {name!r}; known: {sorted(TEXT_CLEANINGS)}")
+    return TEXT_CLEANINGS[name](text or "") if text else ""
+
+
+def _applies(spec: MetricSpec, labels: pd.Series) -> pd.Series:
+    if spec.applies_to == "fake":
+        return labels == FAKE
+    if spec.applies_to == "real":
+        return labels == REAL
+    return pd.Series(True, index=labels.index)
+
+
+def add_metric_columns(df: pd.DataFrame, metric_names: Iterable[str], tasks: set[str],
+                       protocol: dict[str, Any]) -> list[str]:
+    """Add one float column per pixel/text metric (NaN where it does not apply). Returns the
+    names of the metrics that apply to this adapter (by task)."""
+    used: list[str] = []
+    ok = df["status"] == "ok"
+    for name in metric_names:
+        spec = get_metric(name)
+        if spec.task not in tasks:
+            continue
+        used.append(name)
+        if spec.kind == "detection":
+            continue
+        col = np.full(len(df), np.nan)
+        mask = (ok & _applies(spec, df["label"])).to_numpy().copy()
+        if spec.kind == "pixel":
+            mask &= df["tp"].notna().to_numpy()
+            if mask.any():
+                sub = df.loc[mask, ["tp", "fp", "fn", "tn"]].astype("float64").to_numpy().T
+                col[mask] = spec.fn(*sub)
+        elif spec.kind == "text":
+            mask &= df["reference"].notna().to_numpy()
+            if mask.any():
+                preds = [clean_prediction(t, protocol) for t in df.loc[mask, "explanation"]]
+                refs = [str(r) for r in df.loc[mask, "reference"]]
+                col[mask] = np.asarray(spec.fn(preds, refs, protocol=protocol), dtype=np.float64)
+        df[name] = col
+    return used
+
+
+def aggregate(df: pd.DataFrame, condition_keys: Sequence[str], metric_names: Sequence[str],
+              bootstrap: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per condition: n, n_failed and {metric: {value, ci95, n}} (means over images)."""
+    n_boot, seed = int(bootstrap.get("n", 1000)), int(bootstrap.get("seed", 0))
+    out: dict[str, dict[str, Any]] = {}
+    for key in condition_keys:
+        sub = df[df["condition"] == key]
+        ok = sub[sub["status"] == "ok"]
+        metrics: dict[str, Any] = {}
+        for name in metric_names:
+            spec = get_metric(name)
+            if spec.kind == "detection":
+                has = ok["score"].notna()
+                scores = ok.loc[has, "score"].astype("float64").to_numpy()
+                labels = ok.loc[has, "label"].astype("int64").to_numpy()
+                if len(labels) == 0 or not (np.any(labels == 1) and np.any(labels == 0)):
+                    continue  # needs both labels: absent, not 0
+                value = float(spec.fn(scores, labels))
+                lo, hi = bootstrap_stat_ci(spec.fn, (scores, labels), n_boot, seed)
+                metrics[name] = {"value": value, "ci95": [lo, hi], "n": int(len(labels))}
+            else:
+                vals = ok[name].astype("float64").to_numpy() if name in ok else np.array([])
+                vals = vals[~np.isnan(vals)]
+                if vals.size == 0:
+                    continue
+                lo, hi = bootstrap_mean_ci(vals, n_boot, seed)
+                metrics[name] = {"value": float(vals.mean()), "ci95": [lo, hi], "n": int(vals.size)}
+        out[key] = {"n": int(len(sub)), "n_failed": int((sub["status"] == "failed").sum()),
+                    "metrics": metrics}
+    return out
+
+
+def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=ROW_COLUMNS)
+    for c in ("tp", "fp", "fn", "tn", "height", "width"):
+        df[c] = pd.array(df[c], dtype="Int64")
+    df["score"] = pd.to_numeric(df["score"], errors="coerce").astype("float64")
+    df["label"] = df["label"].astype("int64")
+    return df
+
+
+def fmt_pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Atomic parquet write (temp file + rename)."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
