@@ -18,8 +18,11 @@ from bench.errors import BenchError, SampleError
 from bench.registry import ADAPTERS, PERTURBATIONS
 from bench.types import Adapter, ModelInput, Prediction, Sample
 
-#: An adapter whose every sample failed in this many consecutive batches is stopped.
+#: An adapter is stopped when every sample of this many consecutive batches failed, and those
+#: batches held at least STOP_AFTER_FAILED_SAMPLES samples (so a batch size of 1 does not stop
+#: on three unlucky images).
 STOP_AFTER_FAILED_BATCHES = 3
+STOP_AFTER_FAILED_SAMPLES = 12
 
 
 class AdapterStopped(BenchError):
@@ -143,7 +146,7 @@ def infer_shard(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequen
     report = ShardReport()
     adapter: Adapter | None = None
     pending: list[tuple[str, ModelInput]] = []
-    failed_batches = 0
+    failed_batches = failed_run = 0
 
     def get_adapter() -> Adapter:
         nonlocal adapter
@@ -156,7 +159,7 @@ def infer_shard(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequen
     name = spec.name
 
     def flush() -> None:
-        nonlocal failed_batches
+        nonlocal failed_batches, failed_run
         if not pending:
             return
         ad = get_adapter()
@@ -197,13 +200,17 @@ def infer_shard(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequen
                 cache.put_failure(key, last_error, adapter=name, condition=mi.condition)
                 n_bad += 1
         report.n_failed += n_bad
-        failed_batches = failed_batches + 1 if n_bad == len(pending) else 0
+        if n_bad == len(pending):
+            failed_batches, failed_run = failed_batches + 1, failed_run + n_bad
+        else:
+            failed_batches = failed_run = 0
         if progress:
             progress(len(pending))
         pending.clear()
-        if failed_batches >= STOP_AFTER_FAILED_BATCHES:
+        if failed_batches >= STOP_AFTER_FAILED_BATCHES and failed_run >= STOP_AFTER_FAILED_SAMPLES:
             raise AdapterStopped(
-                f"adapter {name!r} failed on every sample of {failed_batches} consecutive batches; "
+                f"adapter {name!r} failed on every sample of {failed_batches} consecutive batches "
+                f"({failed_run} samples); "
                 f"stopped early. Last error: {last_error}"
             )
 

@@ -383,6 +383,9 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
         return AdapterRun(name, None, None, report)
     t1 = time.perf_counter()
     df = _score(spec, samples, conditions, suite, opts, cache_dir, pool)
+    if report.stopped:  # not inferred because the adapter was stopped: say so (not cached)
+        missing = df["error"].fillna("").str.contains("no prediction for condition", regex=False)
+        df.loc[missing, "error"] = "not inferred: " + report.stopped
     adapter = spec.create()
     used, per_condition = score_frame(df, suite, set(adapter.tasks), [c.key for c in conditions])
     score_s = time.perf_counter() - t1

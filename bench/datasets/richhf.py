@@ -299,6 +299,7 @@ class RichHF(Dataset):
             meta["image_source"] = src
         else:
             meta["file_name"] = f"{uid}.jpg"
+            meta["image_missing"] = True
             error = f"{where}: no image found for this uid (searched {searched})"
             self.missing_images.append(uid)
         heatmap: np.ndarray | None = None

@@ -1,0 +1,302 @@
+"""Check numbers a paper claims against measured runs (`bench verify-claims`).
+
+A claims file is YAML::
+
+    schema: bench.claims/1             # optional
+    title: LEGION robustness (Table 10)
+    source: arXiv 2503.15264, appendix Table 10
+    defaults: {dataset: synthscars, scale: 100, tolerance: 0, condition: clean}
+    aliases: {LEGION: [legion], PAL4VST: [pal4vst]}   # claim method -> adapter names
+    claims:
+      - {method: PAL4VST, condition: clean, metric: miou, value: 56.10}
+      - {method: LEGION, beats: PAL4VST, by: 3.31, metric: miou, condition: clean}
+
+Fields of a claim (each may also come from ``defaults``):
+
+- ``method`` (required): matched to a run's ``adapter.name``, exactly or through ``aliases``
+  (case-insensitive);
+- ``dataset`` and/or ``suite``: a run must match every one given (its ``dataset.name`` /
+  ``suite.name``); with neither, any dataset matches;
+- ``condition`` (default ``clean``): a condition key as runs record it, e.g.
+  ``jpeg(quality=50)``; ``metric`` (required): a metric name, e.g. ``miou``;
+- absolute claim: ``value``; relative claim: ``beats: B`` and optionally ``by: X``
+  ("method's metric exceeds B's by X"; for lower-is-better metrics, "is lower by X");
+- ``scale`` (default 100): the claim's numbers are ``fraction * scale`` (papers print x100;
+  write ``scale: 1`` for fractions); ``tolerance`` (default 0, in the claim's scale): widens
+  the interval on both sides (e.g. 0.005 for numbers rounded to 2 decimals);
+- ``id``, ``note``: free text, shown.
+
+Verdicts: ``consistent`` when the claimed value lies inside the measured 95% interval
+(widened by the tolerance), else ``inconsistent`` with the distance to the interval; ``no run``
+when no run matches (or the matching run lacks the condition or metric). A relative claim is
+measured as the difference of the two runs with a paired bootstrap interval when both runs are
+comparable (same dataset fingerprint and protocol) and carry ``samples.parquet``, else an
+unpaired one; ``beats`` without ``by`` is consistent unless the whole interval is <= 0.
+When several runs match a method, the newest (``created``) is used and the table says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+
+from bench.compare import (Run, canonical_condition, comparability_problems, diff_one, joined_samples,
+                           suffixed)
+from bench.errors import BenchError
+
+CLAIMS_SCHEMA = "bench.claims/1"
+_CLAIM_KEYS = frozenset({"id", "method", "dataset", "suite", "condition", "metric", "value", "beats", "by",
+                         "scale", "tolerance", "note"})
+_TOP_KEYS = frozenset({"schema", "title", "source", "defaults", "aliases", "claims", "note"})
+
+
+class ClaimsFileError(BenchError):
+    """The claims file is malformed (the message names the file and the claim)."""
+
+
+@dataclass
+class Claim:
+    method: str
+    metric: str
+    condition: str = "clean"
+    value: float | None = None
+    beats: str | None = None
+    by: float | None = None
+    dataset: str | None = None
+    suite: str | None = None
+    scale: float = 100.0
+    tolerance: float = 0.0
+    id: str | None = None
+    note: str | None = None
+
+    @property
+    def relative(self) -> bool:
+        return self.beats is not None
+
+    def text(self) -> str:
+        where = "/".join(x for x in (self.dataset, self.suite) if x) or "any dataset"
+        if self.relative:
+            by = f" by {self.by:g}" if self.by is not None else ""
+            core = f"{self.method} beats {self.beats}{by} on {self.metric}"
+        else:
+            core = f"{self.method} {self.metric} = {self.value:g}"
+        return f"{core} [{self.condition}, {where}]"
+
+
+@dataclass
+class ClaimsFile:
+    path: Path
+    claims: list[Claim]
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+    title: str = ""
+    source: str = ""
+
+
+def _num(v: Any, what: str, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+        raise ClaimsFileError(f"{where}: {what} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def load_claims(path: Path | str) -> ClaimsFile:
+    """Parse and validate a claims YAML; :class:`ClaimsFileError` naming the file and claim."""
+    p = Path(path).expanduser()
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ClaimsFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ClaimsFileError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ClaimsFileError(f"{p}: a claims file is a YAML mapping with a `claims:` list")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ClaimsFileError(f"{p}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+    if data.get("schema", CLAIMS_SCHEMA) != CLAIMS_SCHEMA:
+        raise ClaimsFileError(f"{p}: schema is {data.get('schema')!r}, expected {CLAIMS_SCHEMA!r}")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict) or set(defaults) - _CLAIM_KEYS:
+        raise ClaimsFileError(f"{p}: `defaults` must be a mapping of claim fields "
+                              f"({', '.join(sorted(_CLAIM_KEYS))})")
+    aliases_raw = data.get("aliases") or {}
+    if not isinstance(aliases_raw, dict):
+        raise ClaimsFileError(f"{p}: `aliases` must map a method to an adapter name or a list of names")
+    aliases = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in aliases_raw.items()}
+    items = data.get("claims")
+    if not isinstance(items, list) or not items:
+        raise ClaimsFileError(f"{p}: `claims` must be a non-empty list")
+    claims = []
+    for i, item in enumerate(items, 1):
+        where = f"{p}: claim {i}"
+        if not isinstance(item, dict):
+            raise ClaimsFileError(f"{where}: must be a mapping, got {item!r}")
+        unknown = set(item) - _CLAIM_KEYS
+        if unknown:
+            raise ClaimsFileError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        c = {**defaults, **item}
+        for key in ("method", "metric"):
+            if not c.get(key):
+                raise ClaimsFileError(f"{where}: missing {key!r}")
+        if ("value" in c) == ("beats" in c):
+            raise ClaimsFileError(f"{where}: give exactly one of `value` (absolute) or `beats` (relative)")
+        if "by" in c and "beats" not in c:
+            raise ClaimsFileError(f"{where}: `by` needs `beats`")
+        scale = _num(c.get("scale", 100), "scale", where)
+        if scale <= 0:
+            raise ClaimsFileError(f"{where}: scale must be > 0")
+        tol = _num(c.get("tolerance", 0), "tolerance", where)
+        if tol < 0:
+            raise ClaimsFileError(f"{where}: tolerance must be >= 0")
+        claims.append(Claim(
+            method=str(c["method"]), metric=str(c["metric"]),
+            condition=canonical_condition(str(c.get("condition", "clean"))),
+            value=_num(c["value"], "value", where) if "value" in c else None,
+            beats=str(c["beats"]) if "beats" in c else None,
+            by=_num(c["by"], "by", where) if c.get("by") is not None else None,
+            dataset=str(c["dataset"]) if c.get("dataset") else None,
+            suite=str(c["suite"]) if c.get("suite") else None,
+            scale=scale, tolerance=tol,
+            id=str(c["id"]) if c.get("id") is not None else None,
+            note=str(c["note"]) if c.get("note") else None,
+        ))
+    return ClaimsFile(p, claims, aliases, str(data.get("title") or ""), str(data.get("source") or ""))
+
+
+# -- matching -------------------------------------------------------------------------------------
+
+def _names_for(method: str, aliases: dict[str, list[str]]) -> set[str]:
+    names = {method.lower()}
+    for k, v in aliases.items():
+        if k.lower() == method.lower():
+            names.update(x.lower() for x in v)
+    return names
+
+
+def matching_runs(claim: Claim, method: str, runs: Sequence[Run], aliases: dict[str, list[str]]) -> list[Run]:
+    """Runs of ``method`` on the claim's dataset/suite, newest first."""
+    names = _names_for(method, aliases)
+    out = [r for r in runs
+           if r.adapter.lower() in names
+           and (claim.dataset is None or r.dataset.lower() == claim.dataset.lower())
+           and (claim.suite is None or r.suite.lower() == claim.suite.lower())]
+    return sorted(out, key=lambda r: r.created, reverse=True)
+
+
+# -- verdicts -------------------------------------------------------------------------------------
+
+@dataclass
+class Verdict:
+    claim: Claim
+    status: str                    # consistent | inconsistent | no run
+    measured: float = float("nan")  # fraction (a difference for relative claims)
+    lo: float = float("nan")
+    hi: float = float("nan")
+    distance: float = 0.0           # in the claim's scale; > 0 only when inconsistent
+    runs: str = ""
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        def f(x: float) -> float | None:
+            return None if not np.isfinite(x) else float(x)
+
+        return {"claim": self.claim.text(), "id": self.claim.id, "status": self.status,
+                "measured": f(self.measured), "ci95": [f(self.lo), f(self.hi)],
+                "distance": self.distance, "scale": self.claim.scale, "runs": self.runs, "note": self.note}
+
+
+def _judge(claim: Claim, target: float | None, measured: float, lo: float, hi: float) -> tuple[str, float, str]:
+    """(status, distance in claim scale, note) for claimed fraction ``target`` vs interval [lo, hi].
+
+    ``target`` None is a bare ``beats``: the claim is "difference > 0".
+    """
+    tol = claim.tolerance / claim.scale
+    note = ""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        lo = hi = measured
+        note = "no interval; point value used"
+    if not np.isfinite(lo):
+        return "no run", 0.0, "no measured value"
+    if target is None:
+        if hi + tol > 0:
+            return "consistent", 0.0, note
+        return "inconsistent", round((0 - hi) * claim.scale, 6), note
+    if lo - tol <= target <= hi + tol:
+        return "consistent", 0.0, note
+    dist = (lo - tol - target) if target < lo - tol else (target - hi - tol)
+    side = "below" if target < lo else "above"
+    return "inconsistent", round(dist * claim.scale, 6), (note + "; " if note else "") + f"claim is {side} the interval"
+
+
+def _run_label(run: Run, n_matching: int) -> str:
+    extra = f" (newest of {n_matching})" if n_matching > 1 else ""
+    return f"{run.adapter}@{run.path.name}{extra}"
+
+
+def verify_claim(claim: Claim, runs: Sequence[Run], aliases: dict[str, list[str]], *,
+                 n_resamples: int | None = None, seed: int | None = None) -> Verdict:
+    """The verdict for one claim against the given runs (see module docstring)."""
+    ra_all = matching_runs(claim, claim.method, runs, aliases)
+    if not ra_all:
+        return Verdict(claim, "no run", note=f"no run of {claim.method}")
+    ra = ra_all[0]
+    label = _run_label(ra, len(ra_all))
+    m = ra.metric(claim.condition, claim.metric)
+    if not claim.relative:
+        if m is None:
+            return Verdict(claim, "no run", runs=label,
+                           note=f"run has no {claim.metric} under {claim.condition}")
+        value = float(m.get("value", float("nan")))
+        ci = m.get("ci95") or [float("nan"), float("nan")]
+        lo, hi = (float("nan") if x is None else float(x) for x in ci)
+        status, dist, note = _judge(claim, claim.value / claim.scale, value, lo, hi)
+        return Verdict(claim, status, value, lo, hi, dist, label, note)
+
+    rb_all = matching_runs(claim, claim.beats or "", runs, aliases)
+    if not rb_all:
+        return Verdict(claim, "no run", runs=label, note=f"no run of {claim.beats}")
+    rb = rb_all[0]
+    label = f"{label} vs {_run_label(rb, len(rb_all))}"
+    mb = rb.metric(claim.condition, claim.metric)
+    if m is None or mb is None:
+        who = claim.method if m is None else claim.beats
+        return Verdict(claim, "no run", runs=label, note=f"{who}'s run has no {claim.metric} under {claim.condition}")
+    from bench.metrics import get_metric
+
+    try:
+        hib = get_metric(claim.metric).higher_is_better
+    except Exception:
+        hib = True
+    sign = 1.0 if hib else -1.0
+    boot = ra.protocol.get("bootstrap") or {}
+    n_boot = int(n_resamples if n_resamples is not None else boot.get("n", 1000))
+    seed_ = int(seed if seed is not None else boot.get("seed", 0))
+    note = ""
+    row = None
+    if ra.has_samples and rb.has_samples:
+        if not comparability_problems(ra, rb):
+            row = diff_one(joined_samples(ra, rb), claim.condition, claim.metric, n_resamples=n_boot, seed=seed_)
+            note = "paired"
+        else:
+            ok_a = ra.samples[ra.samples["status"] == "ok"]
+            ok_b = rb.samples[rb.samples["status"] == "ok"]
+            row = diff_one(suffixed(ok_a, "_a"), claim.condition, claim.metric, n_resamples=n_boot, seed=seed_,
+                           paired=False, b_rows=suffixed(ok_b, "_b"))
+            note = "unpaired (runs not comparable)"
+    if row is not None:
+        diff, lo, hi = sign * row.diff, *sorted((sign * row.lo, sign * row.hi))
+    else:
+        diff = sign * (float(m["value"]) - float(mb["value"]))
+        lo = hi = float("nan")
+        note = "no per-sample values"
+    target = None if claim.by is None else claim.by / claim.scale
+    status, dist, jnote = _judge(claim, target, diff, lo, hi)
+    return Verdict(claim, status, diff, lo, hi, dist, label, "; ".join(x for x in (note, jnote) if x))
+
+
+def verify_claims(cf: ClaimsFile, runs: Sequence[Run], **kw: Any) -> list[Verdict]:
+    return [verify_claim(c, runs, cf.aliases, **kw) for c in cf.claims]

@@ -1,0 +1,343 @@
+"""The leaderboard's tables, built from validated runs (pure pandas; no Streamlit here).
+
+Comparability: two runs are ranked in one column only when they agree on the dataset (name,
+split, fingerprint, number of samples, limit) and on every protocol choice (mask threshold,
+CSS model, reference field, text cleaning, ROUGE implementation, which images localization is
+scored on ...). The bootstrap settings change only the intervals, not the values, and do not
+split. Each set of mutually comparable runs is a *group*; groups are shown as separate tables,
+labelled with what differs.
+
+Values in results are fractions in [0, 1]; every table here shows them x100.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from leaderboards.data import Run, metric_value
+
+#: Protocol keys that do not change metric values (only their intervals): never split on them.
+NOT_SPLITTING_PROTOCOL_KEYS = frozenset({"bootstrap"})
+#: Dataset keys that identify the scored images.
+DATASET_KEYS = ("name", "split", "fingerprint", "n_samples", "limit")
+#: Perturbation parameters for which a LOWER value is the stronger perturbation.
+LOWER_IS_STRONGER = frozenset({"quality", "scale"})
+
+
+# -- metric information -------------------------------------------------------------------
+
+def metric_info(name: str) -> dict[str, Any]:
+    """task, higher_is_better and description of a metric from the metric registry
+    (``bench.registry.METRICS``); an unknown (plugin) metric gets neutral defaults."""
+    from bench.registry import METRICS
+
+    try:
+        spec = METRICS.get(name)
+    except Exception:  # UnknownNameError: a metric registered by a plugin not installed here
+        return {"task": "other", "higher_is_better": True, "description": "", "kind": "?", "applies_to": "?"}
+    return {"task": getattr(spec, "task", "other"), "higher_is_better": bool(getattr(spec, "higher_is_better", True)),
+            "description": getattr(spec, "description", ""), "kind": getattr(spec, "kind", "?"),
+            "applies_to": getattr(spec, "applies_to", "?")}
+
+
+def metric_definitions() -> pd.DataFrame:
+    """Every registered metric with its definition (``.obj.description``)."""
+    from bench.registry import METRICS
+
+    rows = []
+    for e in METRICS.entries():
+        o = e.obj
+        rows.append({"metric": e.name, "task": getattr(o, "task", ""), "kind": getattr(o, "kind", ""),
+                     "averaged over": getattr(o, "applies_to", ""),
+                     "better": "higher" if getattr(o, "higher_is_better", True) else "lower",
+                     "definition": getattr(o, "description", ""), "source": e.source})
+    return pd.DataFrame(rows, columns=["metric", "task", "kind", "averaged over", "better", "definition", "source"])
+
+
+# -- comparability groups -----------------------------------------------------------------
+
+def comparability(run: Run) -> dict[str, Any]:
+    """What must be equal for two runs to share a column."""
+    ds = run.data["dataset"]
+    proto = {k: v for k, v in run.data["protocol"].items() if k not in NOT_SPLITTING_PROTOCOL_KEYS}
+    return {"dataset": {k: ds.get(k) for k in DATASET_KEYS}, "protocol": proto}
+
+
+def group_key(run: Run) -> str:
+    return json.dumps(comparability(run), sort_keys=True, default=str)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def _short(v: Any, n: int = 12) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+    return s if len(s) <= 40 else s[:n] + "…"
+
+
+def group_labels(keys: Sequence[str]) -> dict[str, str]:
+    """A human label per group key: the dataset, plus every field whose value differs between
+    the groups given (so two tables say exactly why they are separate)."""
+    flat = {k: _flatten(json.loads(k)) for k in keys}
+    fields = sorted({name for d in flat.values() for name in d})
+    differing = [f for f in fields if len({json.dumps(flat[k].get(f), sort_keys=True, default=str) for k in keys}) > 1]
+    labels = {}
+    for k in keys:
+        f = flat[k]
+        base = f"dataset {f.get('dataset.name')}/{f.get('dataset.split')} " \
+               f"(fingerprint {str(f.get('dataset.fingerprint'))[:12]}, {f.get('dataset.n_samples')} samples)"
+        extra = [f"{d.split('.', 1)[1]}={_short(f.get(d))}" for d in differing
+                 if d not in ("dataset.name", "dataset.split")]
+        labels[k] = base + (" · " + " · ".join(extra) if extra else "")
+    return labels
+
+
+def differing_fields(keys: Sequence[str]) -> list[str]:
+    """Dotted names of the fields that differ between groups (e.g. ``protocol.css_model``)."""
+    flat = [_flatten(json.loads(k)) for k in keys]
+    fields = sorted({f for d in flat for f in d})
+    return [f for f in fields if len({json.dumps(d.get(f), sort_keys=True, default=str) for d in flat}) > 1]
+
+
+# -- badges -------------------------------------------------------------------------------
+
+def badges(run: Run) -> str:
+    """Flags shown beside the adapter name (plain text)."""
+    out: list[str] = []
+    f = run.flags
+    if f.get("finetuned_on"):
+        on = str(f["finetuned_on"])
+        same = on.lower() == str(run.data["dataset"].get("name", "")).lower()
+        out.append(f"🎯 fine-tuned on {on}" + (" (test distribution)" if same else ""))
+    if f.get("external"):
+        out.append("🔌 external")
+    if f.get("box_output"):
+        out.append("▭ box output")
+    if f.get("hard_mask"):
+        out.append("◼ hard mask")
+    for k, v in sorted(f.items()):
+        if k not in ("finetuned_on", "external", "box_output", "hard_mask") and v:
+            out.append(str(k) if v is True else f"{k}={v}")
+    if run.n_failed:
+        out.append(f"⚠ {run.n_failed} failed")
+    return " · ".join(out)
+
+
+# -- the leaderboard ----------------------------------------------------------------------
+
+LONG_COLUMNS = ["suite", "group", "run", "run_id", "adapter", "row", "badges", "dataset", "condition",
+                "perturbation", "metric", "task", "higher_is_better", "value", "lo", "hi", "n"]
+
+
+def row_labels(runs: Sequence[Run]) -> dict[str, str]:
+    """Row label per run folder: the adapter name, plus the run id where one adapter has
+    several runs in the same suite and group."""
+    count: dict[tuple, int] = {}
+    for r in runs:
+        count[(r.suite, group_key(r), r.adapter)] = count.get((r.suite, group_key(r), r.adapter), 0) + 1
+    return {r.rel: r.adapter if count[(r.suite, group_key(r), r.adapter)] == 1 else f"{r.adapter} [{r.run_id}]"
+            for r in runs}
+
+
+def long_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per (run, condition, metric): value, lo, hi as x100."""
+    labels = row_labels(runs)
+    rows = []
+    for r in runs:
+        g = group_key(r)
+        b = badges(r)
+        for c in r.conditions:
+            for m in sorted((c.get("metrics") or {})):
+                v, lo, hi = metric_value(c, m)
+                info = metric_info(m)
+                mm = c["metrics"][m]
+                rows.append({"suite": r.suite, "group": g, "run": r.rel, "run_id": r.run_id, "adapter": r.adapter,
+                             "row": labels[r.rel], "badges": b, "dataset": r.data["dataset"]["name"],
+                             "condition": c["key"], "perturbation": c["perturbation"], "metric": m,
+                             "task": info["task"], "higher_is_better": info["higher_is_better"],
+                             "value": 100 * v, "lo": 100 * lo, "hi": 100 * hi,
+                             "n": mm.get("n") if isinstance(mm, dict) else None})
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+
+
+def filter_long(df: pd.DataFrame, *, suites: Iterable[str] | None = None, tasks: Iterable[str] | None = None,
+                conditions: Iterable[str] | None = None, datasets: Iterable[str] | None = None,
+                metrics: Iterable[str] | None = None, search: str = "") -> pd.DataFrame:
+    """Rows matching every given filter (None = no filter). ``search`` is a case-insensitive
+    substring of the adapter name, run id or badges."""
+    keep = pd.Series(True, index=df.index)
+    for col, vals in (("suite", suites), ("task", tasks), ("condition", conditions), ("dataset", datasets),
+                      ("metric", metrics)):
+        if vals is not None:
+            keep &= df[col].isin(list(vals))
+    if search.strip():
+        s = search.strip().lower()
+        hay = (df["adapter"].str.lower() + "\n" + df["run_id"].str.lower() + "\n" + df["badges"].str.lower())
+        keep &= hay.str.contains(s, regex=False)
+    return df[keep]
+
+
+def column_name(metric: str, condition: str, multi_condition: bool) -> str:
+    return f"{metric} · {condition}" if multi_condition else metric
+
+
+def wide_table(df: pd.DataFrame, metrics: Sequence[str], conditions: Sequence[str],
+               sort_metric: str | None = None, with_ci: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
+    """One group's leaderboard: a row per run, a value column (x100) per (metric, condition)
+    with its 95% interval as text in the next column. Sorted by ``sort_metric`` on the first
+    condition (best first, by the metric's direction; missing last) and ranked.
+
+    Returns (table, {value column: metric}) so the caller can attach per-column help.
+    """
+    multi = len(conditions) > 1
+    runs = df.drop_duplicates("run")[["run", "row", "badges"]]
+    out = pd.DataFrame({"adapter": runs["row"].to_numpy(), "badges": runs["badges"].to_numpy()},
+                       index=runs["run"].to_numpy())
+    value_cols: dict[str, str] = {}
+    for m in metrics:
+        for c in conditions:
+            sub = df[(df["metric"] == m) & (df["condition"] == c)].set_index("run")
+            if sub.empty:
+                continue
+            col = column_name(m, c, multi)
+            out[col] = sub["value"].reindex(out.index).astype("float64")
+            value_cols[col] = m
+            if with_ci:
+                out[f"{col} 95% CI"] = [
+                    "" if math.isnan(lo) or math.isnan(hi) else f"{lo:.2f}–{hi:.2f}"
+                    for lo, hi in zip(sub["lo"].reindex(out.index).astype("float64"),
+                                      sub["hi"].reindex(out.index).astype("float64"))]
+    sort_col = None
+    if value_cols:
+        wanted = sort_metric if sort_metric in value_cols.values() else next(iter(value_cols.values()))
+        sort_col = next(col for col, m in value_cols.items() if m == wanted)
+        asc = not metric_info(wanted)["higher_is_better"]
+        out = out.sort_values(sort_col, ascending=asc, na_position="last", kind="mergesort")
+        out.insert(0, "#", out[sort_col].rank(ascending=asc, method="min").astype("Int64"))
+    else:
+        out.insert(0, "#", pd.array([pd.NA] * len(out), dtype="Int64"))
+    return out.reset_index(drop=True), value_cols
+
+
+# -- robustness ---------------------------------------------------------------------------
+
+def severity_key(cond: dict) -> tuple:
+    """Sort key: stronger perturbations later. A single numeric parameter orders the levels
+    (reversed for JPEG quality and resize scale, where lower is stronger); chains by key."""
+    params = cond.get("params")
+    if isinstance(params, dict):
+        nums = []
+        for k, v in sorted(params.items()):
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                nums.append(-float(v) if k in LOWER_IS_STRONGER else float(v))
+        if nums:
+            return (0, tuple(nums), str(cond.get("key")))
+    return (1, (), str(cond.get("key")))
+
+
+def curves(runs: Sequence[Run], metric: str) -> pd.DataFrame:
+    """Per (run, perturbation, level): the metric x100 with its interval. Each perturbation's
+    curve starts at the clean condition (level 0); levels count up with severity."""
+    labels = row_labels(runs)
+    rows = []
+    for r in runs:
+        clean = next((c for c in r.conditions if c["perturbation"] == "clean"), None)
+        fams: dict[str, list[dict]] = {}
+        for c in r.conditions:
+            if c["perturbation"] != "clean":
+                fams.setdefault(c["perturbation"], []).append(c)
+        for fam, conds in fams.items():
+            ordered = ([clean] if clean else []) + sorted(conds, key=severity_key)
+            for level, c in enumerate(ordered, start=0 if clean else 1):
+                v, lo, hi = metric_value(c, metric)
+                rows.append({"adapter": labels[r.rel], "perturbation": fam, "level": level, "condition": c["key"],
+                             "value": 100 * v, "lo": 100 * lo, "hi": 100 * hi})
+    return pd.DataFrame(rows, columns=["adapter", "perturbation", "level", "condition", "value", "lo", "hi"])
+
+
+def drop_table(runs: Sequence[Run], metric: str) -> pd.DataFrame:
+    """Per run and perturbed condition: drop from clean in points (x100) and relative drop in
+    percent of the clean value. A drop is a change for the worse: clean - value for a
+    higher-is-better metric, value - clean for a lower-is-better one."""
+    hib = metric_info(metric)["higher_is_better"]
+    labels = row_labels(runs)
+    rows = []
+    for r in runs:
+        clean = next((c for c in r.conditions if c["perturbation"] == "clean"), None)
+        if clean is None:
+            continue
+        cv = metric_value(clean, metric)[0]
+        for c in sorted((c for c in r.conditions if c["perturbation"] != "clean"),
+                        key=lambda c: (c["perturbation"], severity_key(c))):
+            v = metric_value(c, metric)[0]
+            drop = (cv - v) if hib else (v - cv)
+            rel = drop / cv if cv and not math.isnan(cv) else math.nan
+            rows.append({"adapter": labels[r.rel], "perturbation": c["perturbation"], "condition": c["key"],
+                         "clean": 100 * cv, "value": 100 * v, "drop (points)": 100 * drop,
+                         "relative drop %": 100 * rel})
+    return pd.DataFrame(rows, columns=["adapter", "perturbation", "condition", "clean", "value",
+                                       "drop (points)", "relative drop %"])
+
+
+# -- protocol page ------------------------------------------------------------------------
+
+def conditions_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """Every condition that occurs, with its exact parameters and how many runs have it."""
+    seen: dict[str, dict] = {}
+    for r in runs:
+        for c in r.conditions:
+            e = seen.setdefault(c["key"], {"condition": c["key"], "perturbation": c["perturbation"],
+                                           "parameters": json.dumps(c.get("params"), sort_keys=True),
+                                           "runs": 0})
+            e["runs"] += 1
+    return pd.DataFrame(sorted(seen.values(), key=lambda e: (e["perturbation"] != "clean", e["perturbation"],
+                                                             e["condition"])),
+                        columns=["condition", "perturbation", "parameters", "runs"])
+
+
+def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """Identity, data, protocol and environment of every result (one row each)."""
+    rows = []
+    for r in runs:
+        d = r.data
+        env = d.get("environment") or {}
+        rows.append({
+            "suite": r.suite, "adapter": r.adapter, "adapter version": str(d["adapter"].get("version")),
+            "run_id": r.run_id, "created": r.created,
+            "dataset": f"{d['dataset']['name']}/{d['dataset']['split']}",
+            "fingerprint": d["dataset"]["fingerprint"], "n_samples": d["dataset"]["n_samples"],
+            "weights_sha256": d["adapter"].get("weights_sha256") or "",
+            "config": json.dumps(d["adapter"].get("config"), sort_keys=True),
+            "protocol": json.dumps(d["protocol"], sort_keys=True, default=str),
+            "harness": f"{d['harness'].get('version')} {d['harness'].get('git_commit') or ''}".strip(),
+            "python": str(env.get("python", "")), "platform": str(env.get("platform", "")),
+            "failed samples": r.n_failed,
+            "published with --allow-failed": bool(r.published.get("allow_failed")),
+            "command": d["command"], "folder": r.rel,
+        })
+    return pd.DataFrame(rows)
+
+
+# -- CSV export ---------------------------------------------------------------------------
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells cannot be taken for spreadsheet formulas (a leading ``'`` is
+    added to text starting with = + - @ tab or CR; OWASP's CSV-injection advice)."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = [("'" + v) if isinstance(v, str) and v.startswith(_FORMULA_START) else v for v in out[col]]
+    return out
