@@ -28,6 +28,7 @@ import numpy as np
 
 from adapters import register_adapter
 from adapters._util import (
+    failed_prediction,
     AdapterLoadError, existing_path, pil_resize_rgb, resize_mask_nearest, resolve_device, sha256_path,
 )
 from bench.errors import SampleError
@@ -108,12 +109,16 @@ class Pal4vstAdapter(Adapter):
         out: list[Prediction] = []
         # One image per forward pass, as the official demo: the export was traced at batch 1.
         for item in batch:
-            x = torch.from_numpy(pal4vst_preprocess(item.image))[None].to(self._device)
-            with torch.inference_mode():
-                y = self._model(x)
-            if isinstance(y, (tuple, list)):
-                y = y[0]
-            h, w = item.image.shape[:2]
-            mask = pal4vst_postprocess(y.detach().cpu().numpy(), h, w, where=item.sample_id)
+            try:
+                x = torch.from_numpy(pal4vst_preprocess(item.image))[None].to(self._device)
+                with torch.inference_mode():
+                    y = self._model(x)
+                if isinstance(y, (tuple, list)):
+                    y = y[0]
+                h, w = item.image.shape[:2]
+                mask = pal4vst_postprocess(y.detach().cpu().numpy(), h, w, where=item.sample_id)
+            except (SampleError, RuntimeError) as exc:  # e.g. out of memory: this sample fails
+                out.append(failed_prediction(f"{item.sample_id}: PAL4VST inference failed: {exc}"))
+                continue
             out.append(Prediction(mask=mask))
         return out

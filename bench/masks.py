@@ -26,7 +26,8 @@ def polygons_to_mask(
     """Union of filled polygons, LEGION's SynthScars rule.
 
     Each polygon is a flat list ``[x1, y1, x2, y2, ...]`` of float pixel coordinates. Vertices
-    are cast float -> int32 by truncation toward zero (numpy ``astype``, as LEGION does), then
+    go through float32 and are then cast to int32 by truncation toward zero, as LEGION's
+    ``generate_mask`` does (so 223.99999999999997 -> float32 224.0 -> 224, not 223), then
     filled with ``cv2.fillPoly`` (8-connected edges, pixels on the boundary included).
     Raises :class:`SampleError` for fewer than 3 points, an odd number of coordinates, NaN or
     infinite values, or a polygon outside the image.
@@ -53,7 +54,7 @@ def polygons_to_mask(
                 f"polygon {k} spans x {xs.min():.1f}..{xs.max():.1f}, y {ys.min():.1f}..{ys.max():.1f}"
                 f", outside the {width}x{height} (W x H) image",
             )
-        cv2.fillPoly(mask, [pts.astype(np.int32).reshape(-1, 1, 2)], 1)
+        cv2.fillPoly(mask, [pts.astype(np.float32).astype(np.int32).reshape(-1, 1, 2)], 1)
     return mask.astype(bool)
 
 

@@ -60,11 +60,13 @@ class PublishError(BenchError):
 
 # -- safe reading -------------------------------------------------------------------------
 
-def read_json(path: Path | str, max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """Parse a JSON file (UTF-8). Refuses files over ``max_bytes``. ``NaN``/``Infinity``
+def read_json(path: Path | str, max_bytes: int | None = None) -> Any:
+    """Parse a JSON file (UTF-8). Refuses files over ``max_bytes`` (default
+    :data:`MAX_JSON_BYTES`). ``NaN``/``Infinity``
     literals (Python's json writes them) are read as floats. Raises ``ValueError`` with the
     reason on any problem."""
     path = Path(path)
+    max_bytes = MAX_JSON_BYTES if max_bytes is None else max_bytes
     try:
         size = path.stat().st_size
     except OSError as exc:

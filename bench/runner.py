@@ -200,6 +200,7 @@ def _score(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Co
     for sample in samples:
         keys = plan_keys(identity, cache, sample, conditions, suite.seed)
         jobs.append((sample, [(c.key, k) for c, k in zip(conditions, keys)]))
+    cache.touch([k for _, items in jobs for _, k in items])  # for `bench cache gc --older-than`
     cache.close()
     source = CacheSource(str(cache_dir))
     threshold = float(suite.protocol["mask_threshold"])

@@ -24,6 +24,8 @@ from leaderboards.data import Run, metric_value
 NOT_SPLITTING_PROTOCOL_KEYS = frozenset({"bootstrap"})
 #: Dataset keys that identify the scored images.
 DATASET_KEYS = ("name", "split", "fingerprint", "n_samples", "limit")
+#: Usual column order (other metrics follow alphabetically).
+PREFERRED_METRICS = ("miou", "f1", "iou_fg", "fp_area", "det_auc", "det_acc", "rouge_l", "css")
 #: Perturbation parameters for which a LOWER value is the stronger perturbation.
 LOWER_IS_STRONGER = frozenset({"quality", "scale"})
 
@@ -56,6 +58,12 @@ def metric_definitions() -> pd.DataFrame:
                      "better": "higher" if getattr(o, "higher_is_better", True) else "lower",
                      "definition": getattr(o, "description", ""), "source": e.source})
     return pd.DataFrame(rows, columns=["metric", "task", "kind", "averaged over", "better", "definition", "source"])
+
+
+def order_metrics(names: Iterable[str]) -> list[str]:
+    """Metric names in the usual column order (PREFERRED_METRICS first, then alphabetical)."""
+    pref = {m: i for i, m in enumerate(PREFERRED_METRICS)}
+    return sorted(set(names), key=lambda m: (pref.get(m, len(pref)), m))
 
 
 # -- comparability groups -----------------------------------------------------------------

@@ -71,7 +71,8 @@ class BoxAdapter(Adapter):
     requirements = {"batch_size": 4, "num_gpus": 0}
 
     def predict(self, batch):
-        log_call(len(batch))
+        if type(self) is BoxAdapter:
+            log_call(len(batch))
         out = []
         for mi in batch:
             h, w = mi.image.shape[:2]
@@ -116,11 +117,29 @@ class AlwaysFails(Adapter):
         raise RuntimeError("CUDA out of memory (pretend)")
 
 
+class SlowAdapter(BoxAdapter):
+    """BoxAdapter that sleeps per batch and logs the sample ids it predicts."""
+
+    name = "slow-test"
+    requirements = {"batch_size": 2, "num_gpus": 0}
+
+    def predict(self, batch):
+        import time
+
+        time.sleep(float(os.environ.get("BENCH_TEST_SLEEP", "0.15")))
+        p = counter_path()
+        if p:
+            with open(p, "a") as f:
+                for mi in batch:
+                    f.write(f"{mi.sample_id} {mi.condition}\n")
+        return super().predict(batch)
+
+
 def register() -> None:
     for name, obj in (("tiny-test", TinyDataset),):
         if name not in DATASETS:
             DATASETS.add(name, obj)
-    for cls in (BoxAdapter, BadAdapter, AlwaysFails):
+    for cls in (BoxAdapter, BadAdapter, AlwaysFails, SlowAdapter):
         if cls.name not in ADAPTERS:
             ADAPTERS.add(cls.name, cls)
 

@@ -8,7 +8,6 @@ re-implemented with ``cv2.rectangle`` for boxes; OpenCV's nearest-neighbour inde
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 from pathlib import Path

@@ -153,7 +153,7 @@ def test_prerelease_masks_match_legion(prerelease):
     compared = 0
     for s, item in zip(samples, raw):
         (_, rec), = item.items()
-        if not truncation_agrees(rec):  # covered by the xfail test below
+        if not truncation_agrees(rec):  # covered by the float32 test below
             continue
         img = s.load_image()
         w, h = sizes[s.id]
@@ -167,10 +167,6 @@ def test_prerelease_masks_match_legion(prerelease):
     assert compared >= 115
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bench.masks.polygons_to_mask truncates float64 coordinates; LEGION's generate_mask "
-    "goes through np.float32 first, so 223.99999999999997 becomes 224, not 223 "
-    "(3 pre-release records differ by 6-111 pixels). Fix: cast via float32 in bench/masks.py."))
 def test_truncation_goes_through_float32_like_legion(prerelease):
     raw, sizes, variants = prerelease
     root, _, _ = variants["annotations"]
@@ -184,7 +180,6 @@ def test_truncation_goes_through_float32_like_legion(prerelease):
         assert np.array_equal(s.load_mask(h, w), legion_mask(rec, h, w)), s.id
 
 
-@pytest.mark.xfail(strict=True, reason="same as above: bench.masks skips LEGION's float32 step")
 def test_truncation_via_float32_hand_worked(tmp_path):
     # float32(3.9999999999999996) == 4.0, so LEGION's polygon reaches column 4 (float64
     # truncation would stop at column 3)

@@ -89,7 +89,7 @@ class SynthScars(Dataset):
             )
         root = self.data_root
         if not root.is_dir():
-            raise DataMissingError(f"{self.name}: data root {root} does not exist; {FIX_HINT}")
+            raise DataMissingError(f"{self.name}: data root {root} is not an existing folder; {FIX_HINT}")
         for candidate in (root / self.split, root / "SynthScars" / self.split):
             if candidate.is_dir():
                 return candidate

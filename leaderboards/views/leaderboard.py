@@ -33,7 +33,7 @@ with st.sidebar:
     ui.init_state("lb_conditions", "cond", cond_opts, [c for c in cond_opts if c == "clean"] or cond_opts[:1],
                   multi=True)
     sel_conds = st.multiselect("Conditions", cond_opts, key="lb_conditions")
-    metric_opts = sorted(scope["metric"].unique())
+    metric_opts = T.order_metrics(scope["metric"].unique())
     ui.init_state("lb_metrics", "metric", metric_opts, metric_opts, multi=True)
     sel_metrics = st.multiselect("Columns (metrics)", metric_opts, key="lb_metrics",
                                  help="Choose which metric columns to show.")

@@ -29,9 +29,8 @@ with st.sidebar:
     gi = st.selectbox("Data and protocol", gidx, key="rb_group", format_func=lambda i: labels[groups[i]],
                       help="Runs with different data or protocol choices are never drawn on one chart.")
     group_runs = [r for r in in_suite if T.group_key(r) == groups[gi]]
-    metric_opts = sorted({m for r in group_runs for c in r.conditions for m in (c.get("metrics") or {})})
-    ui.init_state("rb_metric", "metric", metric_opts, "miou" if "miou" in metric_opts else
-                  (metric_opts[0] if metric_opts else None))
+    metric_opts = T.order_metrics({m for r in group_runs for c in r.conditions for m in (c.get("metrics") or {})})
+    ui.init_state("rb_metric", "metric", metric_opts, metric_opts[0] if metric_opts else None)
     metric = st.selectbox("Metric", metric_opts, key="rb_metric")
     row_label = T.row_labels(group_runs)
     adapters = [row_label[r.rel] for r in group_runs]

@@ -1,0 +1,22 @@
+"""The leaderboard app: ``streamlit run leaderboards/app.py -- --results DIR`` (or
+``bench leaderboard``). Four pages: Leaderboard, Robustness, Samples, Protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).resolve().parent
+VIEWS = HERE / "views"
+
+st.set_page_config(page_title="synthbench leaderboard", page_icon="🔎", layout="wide")
+
+PAGES = [
+    st.Page(VIEWS / "leaderboard.py", title="Leaderboard", icon="🏆", url_path="leaderboard", default=True),
+    st.Page(VIEWS / "robustness.py", title="Robustness", icon="📉", url_path="robustness"),
+    st.Page(VIEWS / "samples.py", title="Samples", icon="🖼️", url_path="samples"),
+    st.Page(VIEWS / "protocol.py", title="Protocol", icon="📜", url_path="protocol"),
+]
+
+st.navigation(PAGES).run()
