@@ -338,6 +338,21 @@ def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
 
 # -- CSV export ---------------------------------------------------------------------------
 
+EXPORT_COLUMNS = {"suite": "suite", "group_label": "group", "row": "adapter", "badges": "badges",
+                  "condition": "condition", "metric": "metric", "value": "value_x100", "lo": "ci95_lo_x100",
+                  "hi": "ci95_hi_x100", "n": "n", "run_id": "run_id", "run": "folder"}
+
+
+def export_csv(parts: Sequence[pd.DataFrame]) -> bytes:
+    """The shown cells in long form (one line per adapter x condition x metric), UTF-8 CSV,
+    protected against spreadsheet formula injection. ``parts`` are long-table slices with a
+    ``group_label`` column."""
+    if not parts:
+        return b""
+    df = pd.concat(parts)[list(EXPORT_COLUMNS)].rename(columns=EXPORT_COLUMNS)
+    return csv_safe(df).to_csv(index=False).encode("utf-8")
+
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -226,7 +226,7 @@ def test_fetch_models_reports_packaged_model_without_network():
 def test_legion_cleaning_on_raw_mllm_outputs():
     raw = ("<s> A chat between a curious human and an artificial intelligence assistant. USER: "
            "<im_start><image><im_end> Please provide a detailed analysis. ASSISTANT: <p> The man's left hand"
-           " </p> [SEG] has six\nfingers, and   <p>the sky</p> [SEG] is 'green'.</s>")
+           " </p> [SEG] has six \nfingers, and   <p>the sky</p> [SEG] is 'green'.</s>")
     assert clean_legion_output(raw) == "The man's left hand has six fingers, and the sky is 'green'."
     # only single quotes are stripped at the ends; double quotes stay
     assert clean_legion_output("ASSISTANT: 'Wrapped answer' ") == "Wrapped answer"

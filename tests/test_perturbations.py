@@ -409,19 +409,23 @@ def test_severity_of():
 # ---------------------------------------------------------------------------------- robustness
 def test_robustness_summary_hand_worked():
     s = P.robustness_summary({
-        "clean": {"miou": 0.50, "f1": 0.40},
-        "jpeg(quality=50)": {"miou": 0.45, "f1": 0.40},
-        "jpeg(quality=35)": {"miou": 0.40, "f1": 0.30},
+        "clean": {"miou": 0.50, "f1": 0.40, "fp_area": 0.10},
+        "jpeg(quality=50)": {"miou": 0.45, "f1": 0.40, "fp_area": 0.15},
+        "jpeg(quality=35)": {"miou": 0.40, "f1": 0.30, "fp_area": 0.20},
         "gaussian_blur(kernel=5)": {"miou": 0.55, "f1": float("nan")},
         "gaussian_blur(sigma=1.0)": {"miou": 0.25, "f1": 0.20},
-    })
+    }, higher_is_better={"fp_area": False})
+    assert s["higher_is_better"] == {"miou": True, "f1": True, "fp_area": False}
     c = s["conditions"]
     assert c["clean"]["miou"] == {"value": 0.5, "drop_abs": 0.0, "drop_rel": 0.0}
     assert c["jpeg(quality=50)"]["miou"]["drop_abs"] == pytest.approx(0.05)
     assert c["jpeg(quality=50)"]["miou"]["drop_rel"] == pytest.approx(0.10)
     assert c["jpeg(quality=35)"]["f1"]["drop_abs"] == pytest.approx(0.10)
     assert c["jpeg(quality=35)"]["f1"]["drop_rel"] == pytest.approx(0.25)
-    assert c["gaussian_blur(kernel=5)"]["miou"]["drop_abs"] == pytest.approx(-0.05)  # a rise
+    # lower is better: a rise from 0.10 to 0.20 is a drop of 0.10, i.e. 100 %
+    assert c["jpeg(quality=35)"]["fp_area"]["drop_abs"] == pytest.approx(0.10)
+    assert c["jpeg(quality=35)"]["fp_area"]["drop_rel"] == pytest.approx(1.0)
+    assert c["gaussian_blur(kernel=5)"]["miou"]["drop_abs"] == pytest.approx(-0.05)  # improved
     assert c["gaussian_blur(kernel=5)"]["f1"] == {"value": None, "drop_abs": None, "drop_rel": None}
     fam = s["perturbations"]
     assert set(fam) == {"jpeg(quality)", "gaussian_blur(kernel)", "gaussian_blur(sigma)"}
@@ -431,18 +435,25 @@ def test_robustness_summary_hand_worked():
     assert j["metrics"]["miou"]["drop_abs"] == pytest.approx(0.075)
     assert j["metrics"]["miou"]["drop_rel"] == pytest.approx(0.15)
     assert j["metrics"]["f1"]["drop_rel"] == pytest.approx(0.125)
+    assert j["metrics"]["fp_area"]["drop_rel"] == pytest.approx(0.75)
     assert fam["gaussian_blur(kernel)"]["metrics"]["f1"] == {"value": None, "drop_abs": None, "drop_rel": None, "n": 0}
     assert fam["gaussian_blur(sigma)"]["metrics"]["miou"]["drop_rel"] == pytest.approx(0.5)
 
     table = P.format_robustness_table(s)
     line = next(ln for ln in table.splitlines() if ln.startswith("jpeg(quality=35)"))
-    assert "40.00" in line and "-10.00" in line and "-20.0%" in line and "-25.0%" in line
-    assert any(ln.startswith("jpeg(quality) mean of 2") and "42.50" in ln and "-15.0%" in ln
-               for ln in table.splitlines())
+    assert line.split()[1:] == ["40.00", "+10.00", "+20.0%", "30.00", "+10.00", "+25.0%", "20.00", "+10.00", "+100.0%"]
+    fam_line = next(ln for ln in table.splitlines() if ln.startswith("jpeg(quality) mean of 2"))
+    assert fam_line.split()[4:7] == ["42.50", "+7.50", "+15.0%"]
+
+
+def test_robustness_direction_from_metric_registry():
+    s = P.robustness_summary({"clean": {"fp_area": 0.1, "miou": 0.5}, "jpeg(quality=50)": {"fp_area": 0.3, "miou": 0.4}})
+    assert s["higher_is_better"] == {"fp_area": False, "miou": True}
+    assert s["conditions"]["jpeg(quality=50)"]["fp_area"]["drop_abs"] == pytest.approx(0.2)
 
 
 def test_robustness_summary_without_clean():
-    s = P.robustness_summary({"jpeg(quality=50)": {"miou": 0.4}})
+    s = P.robustness_summary({"jpeg(quality=50)": {"miou": 0.4}}, higher_is_better={})
     assert s["clean"] is None
     assert s["conditions"]["jpeg(quality=50)"]["miou"] == {"value": 0.4, "drop_abs": None, "drop_rel": None}
 

@@ -42,11 +42,13 @@ def predict_one(image_path: Path, adapter_name: str, config: dict[str, Any], thr
                 device: str = "cpu"):
     """(RGB image, prediction, binary mask or None) for one image through one adapter."""
     from bench.imageio import decode_image
-    from bench.registry import create_adapter
+    from bench.registry import ADAPTERS
     from bench.types import ModelInput
 
     image = decode_image(image_path)
-    adapter = create_adapter(adapter_name, **config)
+    # = bench.registry.create_adapter, which cannot take a config key called "name" (its own
+    # first parameter); the lookup gives the same unknown-name message with suggestions.
+    adapter = ADAPTERS.get(adapter_name)(**config)
     adapter.load(device)
     preds = adapter.predict([ModelInput(sample_id=image_path.stem, image=image, file_name=image_path.name)])
     if len(preds) != 1:

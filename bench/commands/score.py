@@ -31,7 +31,9 @@ class FolderSource:
 
         h, w = _image_hw(sample)
         if self.format == "legion":
-            pred = pf.read_legion_prediction(Path(self.folder), sample.file_name, (h, w))
+            # a missing explanation.json scores 0 on text metrics rather than losing the mask
+            pred = pf.read_legion_prediction(Path(self.folder), sample.file_name, (h, w),
+                                             require_explanation=False)
         else:
             pred = pf.read_native_prediction(Path(self.folder), sample.id, sample.file_name, (h, w))
         return pred, h, w

@@ -167,44 +167,55 @@ def _blob_pts(rng: np.random.Generator, cx: float, cy: float, r: float, n: int,
 
 def _add_objects(rng: np.random.Generator, img: np.ndarray, surfaces: list[_Surface],
                  n: int, y_min: float, light: np.ndarray, kinds: tuple[str, ...]) -> list[str]:
-    """Draw ``n`` shaded objects standing below ``y_min`` (fraction of H), with cast shadows."""
+    """Draw ``n`` shaded objects standing below ``y_min`` (fraction of H), with cast shadows.
+
+    Each object is rendered inside its own bounding box (shadow included) for speed."""
     h, w = img.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     names = []
     side = min(h, w)
     order = rng.permutation(len(_COLOURS))
     colour_names = list(_COLOURS)
     for j in range(n):
         cname = colour_names[order[j % len(order)]]
-        colour = np.array(_COLOURS[cname], np.float32) * rng.uniform(0.85, 1.1)
+        colour = np.array(_COLOURS[cname], np.float32) * np.float32(rng.uniform(0.85, 1.1))
         kind = kinds[rng.integers(len(kinds))]
         r = side * rng.uniform(0.07, 0.16)
         cx = rng.uniform(0.12, 0.88) * w
         cy = rng.uniform(y_min + (1 - y_min) * 0.25, 0.9) * h
-        if kind in ("ball", "rock"):
-            rx, ry = (r, r) if kind == "ball" else (r * rng.uniform(1.1, 1.5), r * rng.uniform(0.6, 0.85))
-            pts = (_ellipse_pts(cx, cy - ry, rx, ry, 0.0) if kind == "ball"
-                   else _blob_pts(rng, cx, cy - ry, (rx + ry) / 2, 20, 0.18, rx / ry))
-            base_y = cy
+        if kind == "ball":
+            rx = ry = r
+            pts = _ellipse_pts(cx, cy - ry, rx, ry, 0.0)
+        elif kind == "rock":
+            rx, ry = r * rng.uniform(1.1, 1.5), r * rng.uniform(0.6, 0.85)
+            pts = _blob_pts(rng, cx, cy - ry, (rx + ry) / 2, 20, 0.18, rx / ry)
         elif kind == "vase":
             rx, ry = r * 0.6, r * 1.4
             pts = _ellipse_pts(cx, cy - ry, rx, ry, rng.uniform(-0.05, 0.05))
-            base_y = cy
-        else:  # box / house: a slightly rotated rectangle
+        else:  # box / house: a slightly rotated rectangle standing on (cx, cy)
             rx, ry = r * rng.uniform(0.8, 1.3), r * rng.uniform(0.7, 1.1)
             a = rng.uniform(-0.06, 0.06)
             corners = np.array([[-rx, -2 * ry], [rx, -2 * ry], [rx, 0], [-rx, 0]], np.float64)
             ca, sa = math.cos(a), math.sin(a)
             pts = np.stack([cx + ca * corners[:, 0] - sa * corners[:, 1],
                             cy + sa * corners[:, 0] + ca * corners[:, 1]], axis=1)
-            base_y = cy
         # cast shadow: the footprint ellipse offset away from the light, blurred
-        sh = _fill(h, w, _ellipse_pts(cx - light[0] * rx * 0.9, base_y - light[1] * ry * 0.2,
-                                      rx * 1.3, ry * 0.35 + 2, 0.0))
-        sh = cv2.GaussianBlur(sh, (0, 0), max(1.5, r * 0.12))
-        img *= (1.0 - 0.45 * sh)[..., None]
-        cover = _fill(h, w, pts)
-        # shading: Lambert-like on a sphere-ish normal inside the bounding ellipse
+        sh_pts = _ellipse_pts(cx - light[0] * rx * 0.9, cy - light[1] * ry * 0.2, rx * 1.3, ry * 0.35 + 2, 0.0)
+        blur = max(1.5, r * 0.12)
+        allp = np.concatenate([pts, sh_pts])
+        x0 = int(max(0, math.floor(allp[:, 0].min() - 3 * blur)))
+        x1 = int(min(w, math.ceil(allp[:, 0].max() + 3 * blur) + 1))
+        y0 = int(max(0, math.floor(allp[:, 1].min() - 3 * blur)))
+        y1 = int(min(h, math.ceil(allp[:, 1].max() + 3 * blur) + 1))
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            continue
+        ch, cw = y1 - y0, x1 - x0
+        off = np.array([x0, y0], np.float64)
+        crop = img[y0:y1, x0:x1]
+        sh = cv2.GaussianBlur(_fill(ch, cw, sh_pts - off), (0, 0), blur)
+        crop *= (1.0 - 0.45 * sh)[..., None]
+        cover = _fill(ch, cw, pts - off)
+        # shading: Lambert-like on a sphere-ish normal inside the object's bounding box
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         bx0, bx1 = pts[:, 0].min(), pts[:, 0].max()
         by0, by1 = pts[:, 1].min(), pts[:, 1].max()
         nx = (xx - (bx0 + bx1) / 2) / max(1.0, (bx1 - bx0) / 2)
@@ -212,8 +223,8 @@ def _add_objects(rng: np.random.Generator, img: np.ndarray, surfaces: list[_Surf
         nz = np.sqrt(np.clip(1.0 - 0.6 * (nx * nx + ny * ny), 0.05, 1.0))
         lam = np.clip(nx * light[0] + ny * light[1] + nz * light[2], 0.0, 1.0)
         shade = 0.35 + 0.75 * lam
-        tex = 1.0 + 0.06 * _fractal(rng, h, w, 40, 2)
-        if rng.random() < 0.35:  # stripes or spots on some objects
+        tex = 1.0 + 0.06 * _fractal(rng, ch, cw, 40 * max(ch, cw) / max(h, w), 2)
+        if rng.random() < 0.35:  # stripes on some objects
             freq = rng.uniform(0.05, 0.15)
             tex *= 1.0 + 0.15 * np.sign(np.sin((xx * 0.7 + yy * 0.3) * freq))
         obj = colour[None, None, :] * (shade * tex)[..., None]
@@ -222,10 +233,16 @@ def _add_objects(rng: np.random.Generator, img: np.ndarray, surfaces: list[_Surf
             hy = (by0 + by1) / 2 + light[1] * (by1 - by0) * 0.22
             spec = np.exp(-(((xx - hx) ** 2 + (yy - hy) ** 2) / (2 * (r * 0.12) ** 2)))
             obj = obj + (0.35 * spec)[..., None]
-        img[:] = img * (1 - cover[..., None]) + obj * cover[..., None]
-        surfaces.append(_Surface(kind, cover > 0.5, True, cname))
-        names.append(f"a {cname} {kind}")
+        crop[:] = crop * (1 - cover[..., None]) + obj * cover[..., None]
+        full = np.zeros((h, w), bool)
+        full[y0:y1, x0:x1] = cover > 0.5
+        surfaces.append(_Surface(kind, full, True, cname))
+        names.append(f"{_article(cname)} {cname} {kind}")
     return names
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _render_scene(rng: np.random.Generator, h: int, w: int) -> _Scene:
@@ -259,7 +276,7 @@ def _render_scene(rng: np.random.Generator, h: int, w: int) -> _Scene:
         surfaces.append(_Surface(ground_name.split()[-1], ground))
         objs = _add_objects(rng, img, surfaces, int(rng.integers(0, 3)), horizon,
                             light, ("rock", "house", "ball"))
-        desc = f"An outdoor scene of a {sky_name} sky above a {ground_name}"
+        desc = f"An outdoor scene of {_article(sky_name)} {sky_name} sky above {_article(ground_name)} {ground_name}"
     else:
         content = "object"
         wall_name = list(_WALLS)[rng.integers(len(_WALLS))]
@@ -277,7 +294,7 @@ def _render_scene(rng: np.random.Generator, h: int, w: int) -> _Scene:
         surfaces.append(_Surface(" ".join(table_name.split()[-1:]), table.copy()))
         objs = _add_objects(rng, img, surfaces, int(rng.integers(2, 5)), edge,
                             light, ("ball", "vase", "box"))
-        desc = f"A still life with {', '.join(objs[:-1]) + ' and ' + objs[-1] if len(objs) > 1 else objs[0]} on a {table_name} in front of a {wall_name}"
+        desc = f"A still life with {', '.join(objs[:-1]) + ' and ' + objs[-1] if len(objs) > 1 else objs[0]} on {_article(table_name)} {table_name} in front of {_article(wall_name)} {wall_name}"
         objs = []
     if objs:
         desc += " with " + (", ".join(objs[:-1]) + " and " + objs[-1] if len(objs) > 1 else objs[0])
@@ -303,10 +320,10 @@ def _camera(rng: np.random.Generator, scene: np.ndarray) -> tuple[np.ndarray, di
     """Display values -> linear light -> shot + read noise -> gamma -> uint8 (-> JPEG)."""
     shot = float(np.exp(rng.uniform(np.log(2e-4), np.log(1.5e-3))))  # variance per unit linear signal
     read = float(rng.uniform(5e-4, 2e-3))  # read-noise std, linear units
-    lin = np.power(scene, np.float32(2.2))
-    std = np.sqrt(lin * np.float32(shot) + np.float32(read * read))
+    lin = cv2.pow(scene, 2.2)
+    std = cv2.sqrt(lin * np.float32(shot) + np.float32(read * read))
     noisy = lin + std * rng.standard_normal(lin.shape, dtype=np.float32)
-    out = np.power(np.clip(noisy, 0.0, 1.0), np.float32(1 / 2.2)) * 255.0
+    out = cv2.pow(np.clip(noisy, 0.0, 1.0), 1 / 2.2) * np.float32(255.0)
     img = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     info: dict[str, Any] = {"shot_noise": round(shot, 6), "read_noise": round(read, 6), "camera_jpeg": None}
     if rng.random() < 0.65:
@@ -459,16 +476,25 @@ def _place(rng: np.random.Generator, h: int, w: int, taken: np.ndarray,
     return None
 
 
-def _phrase(surf: _Surface, loc: str, rng: np.random.Generator) -> tuple[str, str]:
-    """(location phrase, noun used in the explanation)."""
-    where = "the centre" if loc == "centre" else f"the {loc}"
+def _where(loc: str) -> str:
+    """``upper-left`` -> ``the upper-left corner``, ``upper`` -> ``the upper part`` ..."""
+    if loc == "centre":
+        return "the centre"
+    if "-" in loc:
+        return f"the {loc} corner"
+    return f"the {loc} part" if loc in ("upper", "lower") else f"the {loc} side"
+
+
+def _phrase(surf: _Surface, loc: str, rng: np.random.Generator) -> tuple[str, str, str]:
+    """(location phrase, noun for the explanation, short location for the global sentence)."""
+    where = _where(loc)
     if surf.is_object:
         noun = f"{surf.colour} {surf.noun}"
         phrase = f"The {noun} in {where} of the image" if rng.random() < 0.5 else f"The {noun} near {where}"
-    else:
-        noun = surf.noun
-        phrase = f"The {noun} in {where} of the image" if rng.random() < 0.5 else f"The {loc} {noun}" if loc != "centre" else f"The {noun} near the centre"
-    return phrase, noun
+        return phrase, noun, f"on the {noun}"
+    noun = surf.noun
+    phrase = f"The {noun} in {where} of the image" if rng.random() < 0.5 else f"The {noun} in {where}"
+    return phrase, noun, f"in {where} of the {noun}"
 
 
 # ----------------------------------------------------------------------------------------
@@ -510,15 +536,14 @@ def _make_image(seed: int, index: int, fake: bool) -> tuple[bytes, str, dict[str
             variant = _plant(rng, kind, img, mask, box)
             taken |= mask
             loc = _location(float(xs.mean()), float(ys.mean()), w, h)
-            phrase, noun = _phrase(surf, loc, rng)
+            phrase, noun, short_loc = _phrase(surf, loc, rng)
             templates = _EXPLAIN[variant]
             explanation = templates[rng.integers(len(templates))].format(noun=noun)
             refs.append({"sentence": phrase, "explanation": explanation, "bbox": None,
                          "segmentation": [[float(v) for v in pts.ravel()]],
                          "category": KIND_CATEGORY[kind]})
             kinds.append(kind)
-            notes.append(f"{_SHORT[variant]} on the {noun}" if surf.is_object
-                         else f"{_SHORT[variant]} in the {noun} ({loc.replace('-', ' ')})")
+            notes.append(f"{_SHORT[variant]} {short_loc}")
         img8 = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     if rng.random() < 0.35:
         q = int(rng.integers(88, 97))

@@ -289,7 +289,15 @@ class RichHF(Dataset):
         }
         image_path: Path | None = None
         image_bytes: bytes | None = None
-        error: str | None = None
+        problems: list[str] = []  # the record's own problems first, then a missing image
+        if sid != uid:
+            problems.append(f"uid {uid!r} appears more than once in {path.name}")
+        heatmap: np.ndarray | None = None
+        try:
+            heatmap = decode_heatmap(feats["artifact_map"])
+            meta["artifact_map_shape"] = tuple(heatmap.shape)
+        except Exception as exc:  # PIL raises many types for corrupt data
+            problems.append(f"cannot decode artifact_map ({type(exc).__name__}: {exc})")
         if uid in index.paths:
             image_path = index.paths[uid]
             meta["file_name"] = image_path.name
@@ -300,16 +308,9 @@ class RichHF(Dataset):
         else:
             meta["file_name"] = f"{uid}.jpg"
             meta["image_missing"] = True
-            error = f"{where}: no image found for this uid (searched {searched})"
+            problems.append(f"no image found for this uid (searched {searched})")
             self.missing_images.append(uid)
-        heatmap: np.ndarray | None = None
-        try:
-            heatmap = decode_heatmap(feats["artifact_map"])
-            meta["artifact_map_shape"] = tuple(heatmap.shape)
-        except Exception as exc:  # PIL raises many types for corrupt data
-            error = error or f"{where}: cannot decode artifact_map ({type(exc).__name__}: {exc})"
-        if sid != uid:
-            error = error or f"{where}: uid {uid!r} appears more than once in {path.name}"
+        error = f"{where}: {'; '.join(problems)}" if problems else None
         return Sample(
             id=sid, image_path=image_path, label=FAKE, reference=None, meta=meta,
             mask_rule="heatmap", image_bytes=image_bytes, gt_heatmap=heatmap, error=error,

@@ -91,10 +91,5 @@ for suite in sel_suites:
         exported.append(gdf.assign(group_label=labels[g]))
 
 if exported:
-    csv_df = pd.concat(exported)[["suite", "group_label", "row", "badges", "condition", "metric", "value", "lo",
-                                  "hi", "n", "run_id", "run"]]
-    csv_df = csv_df.rename(columns={"row": "adapter", "group_label": "group", "value": "value_x100",
-                                    "lo": "ci95_lo_x100", "hi": "ci95_hi_x100", "run": "folder"})
-    st.download_button("Download CSV", T.csv_safe(csv_df).to_csv(index=False).encode("utf-8"),
-                       file_name="leaderboard.csv", mime="text/csv")
+    st.download_button("Download CSV", T.export_csv(exported), file_name="leaderboard.csv", mime="text/csv")
 ui.show_problems(loaded)
