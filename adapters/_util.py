@@ -212,6 +212,18 @@ def repo_imports(root: Path | str, top_level: tuple[str, ...]) -> Iterator[None]
         sys.modules.update(saved)
 
 
+def jit_load(path: Path | str, device: str) -> Any:
+    """``torch.jit.load`` without torch's deprecation warning (TorchScript is what the
+    official exports are)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location=device)
+
+
 def load_torch_checkpoint(path: Path, *, allow_pickle: bool, what: str, device: str = "cpu") -> Any:
     """``torch.load`` with a clear error. ``allow_pickle=False`` (default in the adapters) uses
     ``weights_only=True``: tensors and plain containers only, no code run from the file."""
@@ -242,7 +254,7 @@ def load_state_dict_strict(module: Any, state_dict: Any, what: str) -> None:
     try:
         module.load_state_dict(state_dict, strict=True)
     except Exception as exc:
-        text = str(exc)
+        text = " ".join(str(exc).split())
         if len(text) > 800:
             text = text[:800] + " ..."
         raise AdapterLoadError(f"{what}: weights do not fit the model ({text}); refusing to run "

@@ -24,6 +24,7 @@ import numpy as np
 
 from adapters import register_adapter
 from adapters._util import (
+    jit_load,
     AdapterLoadError, existing_path, failed_prediction, load_state_dict_strict, load_torch_checkpoint,
     pil_resize_rgb, resize_mask_nearest, resize_prob_bilinear, resolve_device, sha256_path, strip_prefix,
 )
@@ -411,7 +412,7 @@ class TorchScriptSegAdapter(_SegFileAdapter):
         path = existing_path(self.config.get("model"), "model", self.name)
         self._device = resolve_device(device)
         try:
-            self._model = torch.jit.load(str(path), map_location=self._device).eval()
+            self._model = jit_load(path, self._device).eval()
         except Exception as exc:
             raise AdapterLoadError(f"adapter 'torchscript-seg': {path} is not a loadable TorchScript file "
                                    f"({type(exc).__name__}: {str(exc)[:300]})") from None

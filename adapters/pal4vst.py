@@ -28,6 +28,7 @@ import numpy as np
 
 from adapters import register_adapter
 from adapters._util import (
+    jit_load,
     failed_prediction,
     AdapterLoadError, existing_path, pil_resize_rgb, resize_mask_nearest, resolve_device, sha256_path,
 )
@@ -88,7 +89,7 @@ class Pal4vstAdapter(Adapter):
         path = existing_path(self.config.get("weights"), "weights", self.name)
         self._device = resolve_device(device)
         try:
-            model = torch.jit.load(str(path), map_location=self._device)
+            model = jit_load(path, self._device)
         except Exception as exc:
             raise AdapterLoadError(
                 f"PAL4VST weights {path}: not a loadable TorchScript file ({type(exc).__name__}: "

@@ -65,7 +65,7 @@ class TruForAdapter(Adapter):
     version = "1"
     tasks = frozenset({"detect", "localize"})
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 4, "num_gpus": 1, "gpu_memory_gb": 8}
-    flags: ClassVar[dict[str, Any]] = {"licence": "non-commercial"}
+    flags: ClassVar[dict[str, Any]] = {"non_commercial": True}
     summary = "TruFor (CVPR23) official test code from your checkout; full res /256, map=softmax[1]"
 
     def __init__(self, **config: Any):

@@ -52,6 +52,8 @@ from bench.errors import BenchError
 CLAIMS_SCHEMA = "bench.claims/1"
 _CLAIM_KEYS = frozenset({"id", "method", "dataset", "suite", "condition", "metric", "value", "beats", "by",
                          "scale", "tolerance", "note"})
+#: Added to every tolerance (fractions): float rounding must not turn "equal" into "inconsistent".
+_FLOAT_SLACK = 1e-9
 _TOP_KEYS = frozenset({"schema", "title", "source", "defaults", "aliases", "claims", "note"})
 
 
@@ -214,7 +216,7 @@ def _judge(claim: Claim, target: float | None, measured: float, lo: float, hi: f
 
     ``target`` None is a bare ``beats``: the claim is "difference > 0".
     """
-    tol = claim.tolerance / claim.scale
+    tol = claim.tolerance / claim.scale + _FLOAT_SLACK
     note = ""
     if not (np.isfinite(lo) and np.isfinite(hi)):
         lo = hi = measured

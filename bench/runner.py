@@ -105,8 +105,14 @@ def suite_conditions(suite: Suite, perturb: str | None, extra: Sequence[str]) ->
         conds += preset_conditions(preset)
     conds += [Condition.from_spec(c) for c in suite.conditions]
     conds += [Condition.parse(c) for c in extra]
+    from perturbations import canonical_condition
+
     seen, out = set(), []
     for c in conds:
+        try:  # bad names or parameters fail here, before any work; sigma=1 and 1.0 share a key
+            c = canonical_condition(c)
+        except ValueError as exc:
+            raise BenchError(f"condition {c.key!r}: {exc}") from None
         if c.key not in seen:
             seen.add(c.key)
             out.append(c)

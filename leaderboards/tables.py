@@ -361,6 +361,6 @@ def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
     added to text starting with = + - @ tab or CR; OWASP's CSV-injection advice)."""
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype == object:
+        if pd.api.types.is_object_dtype(out[col]) or pd.api.types.is_string_dtype(out[col]):
             out[col] = [("'" + v) if isinstance(v, str) and v.startswith(_FORMULA_START) else v for v in out[col]]
     return out

@@ -99,8 +99,8 @@ def init_state(key: str, param: str, options: Sequence[Any], default: Any, multi
         cur = st.session_state[key]
         if multi:
             kept = [v for v in cur if v in options]
-            if kept != list(cur):
-                st.session_state[key] = kept
+            if kept != list(cur):  # options changed (e.g. another suite): keep what still exists
+                st.session_state[key] = kept if kept else list(default)
         elif cur not in options and options:
             st.session_state[key] = default
         return

@@ -4,6 +4,10 @@ A perturbation is a function ``fn(image, *, rng, **params) -> image``: RGB uint8
 RGB uint8 of the same size out. ``rng`` is a ``numpy.random.Generator`` derived from
 (suite seed, sample id, condition key) only (see ``bench.conditions.rng_for``); deterministic
 perturbations ignore it. Register with ``@register_perturbation("name", params={...})``.
+
+Also exported: ``canonical_condition`` (check a condition, canonical parameter types),
+``PRESETS`` / ``preset_conditions`` / ``severity_of`` (``legion``, ``imagenet-c``),
+``robustness_summary`` / ``format_robustness_table`` and ``perturbation_provenance``.
 """
 
 from __future__ import annotations

@@ -150,6 +150,8 @@ def format_robustness_table(summary: Mapping[str, Any], metrics: list[str] | Non
         f"{'condition':<{width}}  " + "  ".join(f"{m:>{colw}}" for m in metrics),
     ]
     for key, row in conds.items():
+        if key == CLEAN:  # its drops are 0 by definition
+            row = {m: {"value": (c or {}).get("value")} for m, c in row.items()}
         lines.append(f"{key:<{width}}  " + "  ".join(cell(row.get(m)) for m in metrics))
     if fams:
         lines.append(f"{'-- mean over levels':<{width}}")

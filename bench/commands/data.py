@@ -70,8 +70,8 @@ def run_verify(args: argparse.Namespace) -> int:
     for sid, error in report.invalid[:show]:
         print(f"  invalid      {sid}: {error}")
     print(f"fingerprint    {report.fingerprint}")
-    if report.complete:
-        print("status         complete")
+    if report.complete and not (args.strict and report.invalid):
+        print("status         complete" + (f" ({len(report.invalid)} invalid records)" if report.invalid else ""))
         return 0
     print("status         INCOMPLETE")
     print(f"fix            {fix_command(args.name, args.data_root)}")
@@ -101,5 +101,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--ids", help="id list file: verify only that subset (loki)")
     v.add_argument("--option", action="append", metavar="KEY=VALUE", help="any other dataset option")
     v.add_argument("--decode", action="store_true", help="fully decode every image, not only its header")
+    v.add_argument("--strict", action="store_true", help="also exit 1 when some records are invalid")
     v.add_argument("--show", type=int, default=10, help="how many missing / unreadable files to list")
     v.set_defaults(func=run_verify)

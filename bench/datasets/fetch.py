@@ -5,7 +5,8 @@ What can be fetched (Hugging Face dataset repos, with ``huggingface_hub``):
 - ``synthscars``: ``khr0516/SynthScars`` ``SynthScars.zip`` -> ``<dest>/SynthScars/{train,test}/...``
 - ``loki``: ``bczhou/LOKI`` ``media_data.zip`` (7.6 GB, all LOKI modalities) -> only its
   ``image/`` folder is unpacked, to ``<dest>/media_data/image/`` (the archive's top folder
-  name varies; the ``image`` folder within two levels of the top is used).
+  is ``loki_media_aggregate/`` in the copies seen in the wild; ``image/`` at the top, one
+  level down, or under ``<top>/media_data/`` is accepted).
 
 What cannot (printed by :func:`manual_steps`): LOKI's annotation JSON (GitHub), RichHF-18K's
 TFRecords (GitHub, Git LFS) and the Pick-a-Pic images (a Hugging Face dataset of parquet
@@ -44,13 +45,13 @@ def synthscars_member(name: str) -> str | None:
 
 
 def loki_member(name: str) -> str | None:
-    """``<top>/image/<rest>`` (``image`` at depth 0, 1 or 2) -> ``media_data/image/<rest>``;
-    other modalities (video, 3D, audio, text) are skipped."""
+    """``[<top>/]image/<rest>`` or ``<top>/media_data/image/<rest>`` -> ``media_data/image/<rest>``;
+    other modalities (video, 3D, audio, text, and any deeper ``image`` folder) are skipped."""
     if _skip_junk(name):
         return None
     parts = PurePosixPath(name).parts
     for depth in range(min(3, len(parts) - 1)):
-        if parts[depth] == "image":
+        if parts[depth] == "image" and (depth < 2 or parts[1] == "media_data"):
             return "/".join(("media_data", "image", *parts[depth + 1:]))
     return None
 

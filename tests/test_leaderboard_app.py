@@ -1,0 +1,437 @@
+"""The Streamlit leaderboard, page by page, with Streamlit's AppTest on results written by
+test fixtures in the runner's format (and, where the runner is available, by a real demo run)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from bench.publish import publish
+from leaderboards import data as D
+from leaderboards import tables as T
+from results_fixtures import make_run
+
+APP = Path(__file__).resolve().parents[1] / "leaderboards" / "app.py"
+PAGES = ("leaderboard", "robustness", "samples", "protocol")
+
+# per-sample values (fractions) for 3 fake images; the leaderboard shows mean x100
+ALPHA = {"clean": {"miou": [0.5, 0.6, 0.7], "f1": [0.3, 0.4, 0.5]},
+         "jpeg(quality=50)": {"miou": [0.4, 0.5, 0.6], "f1": [0.2, 0.3, 0.4]},
+         "jpeg(quality=20)": {"miou": [0.3, 0.4, 0.5], "f1": [0.1, 0.2, 0.3]},
+         "gaussian_noise(sigma=0.1)": {"miou": [0.45, 0.5, 0.55], "f1": [0.2, 0.2, 0.2]}}
+BETA = {k: {m: [round(0.9 * x, 6) for x in v] for m, v in d.items()} for k, d in ALPHA.items()}
+BETA["clean"]["miou"] = [0.9, 0.2, 0.8]  # beta is best on clean mIoU, its worst sample is img_001
+
+
+def x100(vals) -> float:
+    return 100 * float(np.mean(vals))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("lb")
+    res = tmp / "results"
+    publish(make_run(tmp / "runs" / "alpha", adapter="alpha", run_id="r-alpha", per_sample=ALPHA,
+                     flags={"external": True, "finetuned_on": "demo"}), res)
+    publish(make_run(tmp / "runs" / "beta", adapter="beta", run_id="r-beta", per_sample=BETA,
+                     explanations=["beta says one", "beta says two", "beta says three"]), res)
+    # same suite and data, another CSS model: must never share a column with alpha / beta
+    publish(make_run(tmp / "runs" / "gamma", adapter="gamma", run_id="r-gamma", per_sample=BETA,
+                     protocol={"css_model": "other-embedder"}), res)
+    # a run with a failed sample, published with --allow-failed
+    publish(make_run(tmp / "runs" / "delta", adapter="delta", suite="other", run_id="r-delta",
+                     per_sample={"clean": {"miou": [0.2, 0.4, 0.6]}}, failed={"clean": [2]}), res,
+            allow_failed=True)
+    return res
+
+
+@pytest.fixture
+def app(results: Path, monkeypatch):
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(results))
+
+    def make(page: str = "leaderboard", query: dict | None = None) -> AppTest:
+        return open_page(page, query)
+
+    return make
+
+
+def open_page(page: str, query: dict | None = None) -> AppTest:
+    """The app on ``page`` with ``query`` as the address's query parameters (a deep link)."""
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    if page == "leaderboard":
+        at.query_params.update(query or {})
+        at.run()
+    else:
+        at.run()  # the entry page registers the navigation; then go to the page with the link
+        at.switch_page(f"views/{page}.py")
+        at.query_params.clear()
+        at.query_params.update(query or {})
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def unescape(md: str) -> str:
+    """Markdown backslash escapes removed (what the reader sees)."""
+    return re.sub(r"\\(.)", r"\1", md)
+
+
+def walk(node):
+    yield node
+    ch = getattr(node, "children", None)
+    if isinstance(ch, dict):
+        for c in ch.values():
+            yield from walk(c)
+
+
+def tables(at: AppTest) -> list[pd.DataFrame]:
+    return [d.value for d in at.dataframe]
+
+
+def table_with(at: AppTest, adapter: str) -> pd.DataFrame:
+    found = [t for t in tables(at) if "adapter" in t.columns and adapter in set(t["adapter"])]
+    assert len(found) == 1, f"{adapter} is in {len(found)} leaderboard tables"
+    return found[0]
+
+
+# -- Leaderboard page -----------------------------------------------------------------------
+
+def test_leaderboard_values_intervals_and_ranking(app) -> None:
+    at = app()
+    t = table_with(at, "alpha")
+    assert list(t["adapter"]) == ["beta", "alpha"]  # ranked by clean mIoU, best first
+    assert list(t["#"]) == [1, 2]
+    row = t.set_index("adapter").loc["alpha"]
+    assert row["miou"] == pytest.approx(x100(ALPHA["clean"]["miou"]))
+    assert row["f1"] == pytest.approx(x100(ALPHA["clean"]["f1"]))
+    # the fixture's interval is [min, max] of the per-sample values
+    assert row["miou 95% CI"] == "50.00–70.00"
+    assert t.set_index("adapter").loc["beta", "miou"] == pytest.approx(x100(BETA["clean"]["miou"]))
+    # every suite has its section
+    assert [h.value for h in at.header if h.value.startswith("Suite")] == ["Suite demo", "Suite other"]
+    assert len(at.get("download_button")) == 1
+
+
+def test_protocol_split_never_shares_a_column(app) -> None:
+    at = app()
+    t_ab, t_g = table_with(at, "alpha"), table_with(at, "gamma")
+    assert set(t_ab["adapter"]) == {"alpha", "beta"}
+    assert set(t_g["adapter"]) == {"gamma"}
+    # both tables are labelled with what differs
+    subs = [unescape(s.value) for s in at.subheader]
+    assert sum("css_model=other-embedder" in s for s in subs) == 1
+    assert sum("css_model=all-MiniLM-L6-v2" in s for s in subs) == 1
+    assert any("protocol.css_model" in unescape(w.value) for w in at.warning)
+
+
+def test_badges(app) -> None:
+    at = app()
+    b = table_with(at, "alpha").set_index("adapter")["badges"]
+    assert b["alpha"] == "🎯 fine-tuned on demo (test distribution) · 🔌 external"
+    assert b["beta"] == ""
+    assert table_with(at, "delta").set_index("adapter").loc["delta", "badges"] == "⚠ 1 failed"
+
+
+def test_filters_search_and_column_chooser(app) -> None:
+    at = app()
+    at.multiselect(key="lb_conditions").set_value(["clean", "jpeg(quality=50)"]).run()
+    t = table_with(at, "alpha").set_index("adapter")
+    assert t.loc["alpha", "miou · jpeg(quality=50)"] == pytest.approx(x100(ALPHA["jpeg(quality=50)"]["miou"]))
+    assert t.loc["alpha", "miou · clean"] == pytest.approx(x100(ALPHA["clean"]["miou"]))
+    at.multiselect(key="lb_metrics").set_value(["f1"]).run()
+    t = table_with(at, "alpha")
+    assert not any(c.startswith("miou") for c in t.columns)
+    assert "f1 · clean" in t.columns
+    at.text_input(key="lb_search").set_value("BET").run()
+    assert [set(x["adapter"]) for x in tables(at) if "adapter" in x.columns] == [{"beta"}]
+    # another suite: the chosen metric (f1) does not exist there, so the chooser falls back to all
+    at.multiselect(key="lb_suites").set_value(["other"]).run()
+    at.text_input(key="lb_search").set_value("").run()
+    assert at.multiselect(key="lb_metrics").value == ["miou"]
+    assert [set(x["adapter"]) for x in tables(at) if "adapter" in x.columns] == [{"delta"}]
+
+
+def test_sort_by_other_metric_and_hide_intervals(app) -> None:
+    at = app()
+    at.selectbox(key="lb_sort").set_value("f1").run()
+    # f1 clean: alpha 40, beta 36 -> alpha first now
+    assert list(table_with(at, "alpha")["adapter"]) == ["alpha", "beta"]
+    at.checkbox(key="lb_ci").uncheck().run()
+    assert not any("CI" in c for c in table_with(at, "alpha").columns)
+
+
+def test_deep_link_restores_and_records_the_view(app) -> None:
+    at = app(query={"suite": "demo", "cond": ["clean", "gaussian_noise(sigma=0.1)"], "metric": "f1",
+                    "sort": "f1", "q": "alp", "ci": "0", "bogus": "x"})
+    assert at.multiselect(key="lb_suites").value == ["demo"]
+    assert at.multiselect(key="lb_conditions").value == ["clean", "gaussian_noise(sigma=0.1)"]
+    assert at.multiselect(key="lb_metrics").value == ["f1"]
+    assert at.text_input(key="lb_search").value == "alp"
+    t = table_with(at, "alpha")
+    assert list(t.columns) == ["#", "adapter", "badges", "f1 · clean", "f1 · gaussian_noise(sigma=0.1)"]
+    # the address now holds the whole view; changing a widget updates it
+    at.selectbox(key="lb_sort").set_value("f1").run()
+    at.text_input(key="lb_search").set_value("beta").run()
+    qp = at.query_params
+    assert qp["q"] == "beta" and qp["ci"] == "0" and qp["suite"] == "demo" and qp["metric"] == "f1"
+    assert qp["cond"] == ["clean", "gaussian_noise(sigma=0.1)"]
+    # an invalid value in the address is ignored, not trusted
+    at2 = app(query={"cond": "nope", "sort": "<script>"})
+    assert at2.multiselect(key="lb_conditions").value == []
+    assert at2.selectbox(key="lb_sort").value == "miou"
+
+
+def test_csv_export(results: Path) -> None:
+    runs = D.load_runs(results).runs
+    long = T.long_table(runs)
+    part = long[(long["adapter"] == "alpha") & (long["condition"] == "clean")].assign(group_label="g")
+    df = pd.read_csv(io.BytesIO(T.export_csv([part])))
+    row = df[df["metric"] == "miou"].iloc[0]
+    assert row["adapter"] == "alpha" and row["value_x100"] == pytest.approx(x100(ALPHA["clean"]["miou"]))
+    assert (row["ci95_lo_x100"], row["ci95_hi_x100"]) == pytest.approx((50.0, 70.0))
+    # spreadsheet formula injection is defused
+    hostile = part.assign(row="=HYPERLINK(\"http://x\")", badges="+1", group_label="@SUM(A1)")
+    out = pd.read_csv(io.BytesIO(T.export_csv([hostile])))
+    assert out["adapter"].iloc[0] == "'=HYPERLINK(\"http://x\")"
+    assert out["group"].iloc[0] == "'@SUM(A1)" and out["badges"].iloc[0] == "'+1"
+
+
+# -- Robustness page ------------------------------------------------------------------------
+
+def test_robustness_curves_and_drop_table(app) -> None:
+    at = app("robustness")
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2  # jpeg and gaussian_noise
+    assert [unescape(s.value) for s in at.subheader][:2] == ["gaussian_noise", "jpeg"]
+    drops = [t for t in tables(at) if "drop (points)" in t.columns][0]
+    a = drops[(drops["adapter"] == "alpha")].set_index("condition")
+    clean = x100(ALPHA["clean"]["miou"])
+    for cond in ("jpeg(quality=50)", "jpeg(quality=20)", "gaussian_noise(sigma=0.1)"):
+        v = x100(ALPHA[cond]["miou"])
+        assert a.loc[cond, "drop (points)"] == pytest.approx(clean - v)
+        assert a.loc[cond, "relative drop %"] == pytest.approx(100 * (clean - v) / clean)
+    # the level tables put severity in order: clean, quality 50, quality 20
+    levels = [t for t in tables(at) if list(t.columns) == ["level", "condition"]]
+    jpeg = [t for t in levels if "jpeg(quality=50)" in set(t["condition"])][0]
+    assert list(jpeg["condition"]) == ["clean", "jpeg(quality=50)", "jpeg(quality=20)"]
+    # gamma (other protocol) is not drawn with alpha and beta
+    assert set(drops["adapter"]) == {"alpha", "beta"}
+    at.selectbox(key="rb_group").set_value(1).run()
+    assert set([t for t in tables(at) if "drop (points)" in t.columns][0]["adapter"]) == {"gamma"}
+
+
+def test_robustness_without_perturbations(app) -> None:
+    at = app("robustness", query={"suite": "other"})
+    assert any("no perturbed conditions" in i.value for i in at.info)
+
+
+def test_severity_and_lower_is_better_drop(results: Path) -> None:
+    conds = [{"key": k, "params": p} for k, p in (("q20", {"quality": 20}), ("q50", {"quality": 50}),
+                                                   ("s3", {"sigma": 0.3}), ("s1", {"sigma": 0.1}))]
+    by = sorted(conds, key=T.severity_key)
+    assert [c["key"] for c in by if c["key"][0] == "q"] == ["q50", "q20"]  # lower quality = stronger
+    assert [c["key"] for c in by if c["key"][0] == "s"] == ["s1", "s3"]
+    run = D.load_runs(results).runs[0]
+    data = json.loads(json.dumps(run.data))
+    data["conditions"] = [
+        {"key": "clean", "perturbation": "clean", "params": {}, "n": 3, "n_failed": 0,
+         "metrics": {"fp_area": {"value": 0.1, "ci95": [0.0, 0.2], "n": 3}}},
+        {"key": "jpeg(quality=50)", "perturbation": "jpeg", "params": {"quality": 50}, "n": 3, "n_failed": 0,
+         "metrics": {"fp_area": {"value": 0.25, "ci95": [0.1, 0.3], "n": 3}}}]
+    d = T.drop_table([D.Run(run.root, run.dir, data)], "fp_area")
+    # fp_area: lower is better, so a rise from 10 to 25 is a drop (worse) of 15 points, 150%
+    assert d["drop (points)"].iloc[0] == pytest.approx(15.0)
+    assert d["relative drop %"].iloc[0] == pytest.approx(150.0)
+
+
+# -- Samples page ---------------------------------------------------------------------------
+
+def test_samples_worst_first_with_pictures(app) -> None:
+    at = app("samples", query={"a": "demo/beta__r-beta", "metric": "miou"})
+    assert at.selectbox(key="sm_a").value == "demo/beta__r-beta"
+    table = tables(at)[0]
+    assert list(table["sample_id"]) == ["img_001", "img_002", "img_000"]  # miou 0.2, 0.8, 0.9
+    assert table["miou"].tolist() == pytest.approx([0.2, 0.8, 0.9])
+    texts = [t.value for t in at.text]
+    assert texts[0].startswith("sample img_001")
+    assert "beta says two" in texts and "reference 1" in texts
+    # image, ground truth overlay, prediction overlay for each of the 3 samples
+    assert len(at.image) == 3 * 3
+    at.selectbox(key="sm_order").set_value("best first").run()
+    assert list(tables(at)[0]["sample_id"]) == ["img_000", "img_002", "img_001"]
+
+
+def test_samples_side_by_side_and_condition(app) -> None:
+    at = app("samples", query={"a": "demo/alpha__r-alpha", "b": "demo/beta__r-beta",
+                               "cond": "jpeg(quality=20)"})
+    assert at.selectbox(key="sm_cond").value == "jpeg(quality=20)"
+    assert len(at.image) == 3 * 4  # + prediction B
+    texts = [t.value for t in at.text]
+    assert "beta says one" in texts and "explanation 0 by alpha" in texts
+    per_sample = [t for t in tables(at) if list(t.columns) == ["metric", "A", "B"]]
+    first = per_sample[0].set_index("metric")
+    assert first.loc["miou", "A"] == pytest.approx(ALPHA["jpeg(quality=20)"]["miou"][0])
+    assert first.loc["miou", "B"] == pytest.approx(BETA["jpeg(quality=20)"]["miou"][0])
+
+
+def test_gallery_reading_matches_files(results: Path) -> None:
+    run = [r for r in D.load_runs(results).runs if r.adapter == "alpha"][0]
+    g = D.load_gallery(run)
+    assert g is not None and g.samples == {"img_000": "s000", "img_001": "s001", "img_002": "s002"}
+    gt = D.gallery_mask(run, g, "img_001")
+    want = np.zeros((24, 32), bool)
+    want[4:12, 8:20] = True
+    assert np.array_equal(gt, want)
+    pred = D.gallery_mask(run, g, "img_001", "jpeg(quality=50)")
+    want_p = np.zeros((24, 32), bool)
+    want_p[6:14, 10:24] = True
+    assert np.array_equal(pred, want_p)
+    assert D.gallery_image(run, g, "img_001").shape == (24, 32, 3)
+    assert D.gallery_mask(run, g, "img_001", "no-such-condition") is None
+    assert D.gallery_image(run, g, "unknown") is None
+
+
+def test_failed_sample_shows_error(app) -> None:
+    at = app("samples", query={"suite": "other", "order": "as stored"})
+    texts = [t.value for t in at.text]
+    assert "error: boom: cannot decode" in texts
+    assert tables(at)[0]["status"].tolist() == ["ok", "ok", "failed"]
+
+
+# -- Protocol page --------------------------------------------------------------------------
+
+def test_protocol_page(app, results: Path) -> None:
+    from bench.registry import METRICS
+
+    at = app("protocol", query={"run": "demo/gamma__r-gamma"})
+    defs = tables(at)[0].set_index("metric")
+    for e in METRICS.entries():
+        assert defs.loc[e.name, "definition"] == e.obj.description
+    conds = tables(at)[1].set_index("condition")
+    assert conds.loc["jpeg(quality=50)", "parameters"] == '{"quality": 50}'
+    assert conds.loc["jpeg(quality=50)", "runs"] == 3
+    runs = tables(at)[2].set_index("adapter")
+    assert runs.loc["gamma", "fingerprint"] == "a" * 64
+    assert runs.loc["gamma", "command"] == "bench run --suite demo --adapter gamma"
+    assert bool(runs.loc["delta", "published with --allow-failed"]) is True
+    code = [c.value for c in at.code]
+    assert code[0] == "bench run --suite demo --adapter gamma"
+    assert any('"css_model": "other-embedder"' in c for c in code)
+    assert any('"python": "3.11.9"' in c for c in code)
+
+
+# -- safety ---------------------------------------------------------------------------------
+
+HOSTILE_EXPL = "<script>alert(1)</script>"
+HOSTILE_LINK = "[click me](http://evil.example/x)"
+HOSTILE_NAME = "../../<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def hostile(tmp_path: Path, monkeypatch) -> Path:
+    res = tmp_path / "results"
+    run = make_run(tmp_path / "run", adapter=HOSTILE_NAME, suite="**bold** <script>x</script>",
+                   dataset="[ds](http://evil.example)", run_id="r1",
+                   per_sample={"clean": {"miou": [0.1, 0.2]}, "jpeg(quality=50)": {"miou": [0.1, 0.1]}},
+                   explanations=[HOSTILE_EXPL, HOSTILE_LINK], references=[HOSTILE_LINK, ":red[alarm] $x$"],
+                   sample_ids=["<b>id</b>", "../../etc/passwd"], flags={"finetuned_on": "<i>x</i>"})
+    # hostile gallery entries: a traversal id and a symlink to a file outside the results
+    secret = tmp_path / "secret.jpg"
+    shutil.copyfile(run / "gallery" / "images" / "s000.jpg", secret)
+    idx = json.loads((run / "gallery" / "index.json").read_text())
+    idx["samples"][1]["safe_id"] = "../../../secret"
+    idx["conditions"]["clean"] = "../../pred"
+    (run / "gallery" / "index.json").write_text(json.dumps(idx))
+    # written as a run folder directly (publish would refuse the gallery): the leaderboard also
+    # reads unpublished folders, so it must defend itself
+    dest = res / "suite" / "run"
+    shutil.copytree(run, dest)
+    (dest / "gallery" / "images" / "s000.jpg").unlink()
+    os.symlink(secret, dest / "gallery" / "images" / "s000.jpg")
+    # a run folder that is a symlink to a folder outside the results
+    outside = tmp_path / "outside"
+    shutil.copytree(run, outside)
+    os.symlink(outside, res / "suite" / "linked")
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(res))
+    return res
+
+
+_MARKDOWN_TYPES = ("Markdown", "Caption", "Header", "Subheader", "Title", "Warning", "Info", "Error", "Success")
+
+
+def _assert_escaped(at: AppTest) -> list[str]:
+    """Every Markdown-rendered string is escaped; returns the plain-text strings shown."""
+    plain = []
+    for el in walk(at._tree):
+        kind = type(el).__name__
+        val = getattr(el, "value", None) if kind not in ("Dataframe",) else None
+        label = getattr(el, "label", None) if kind == "Expander" else None
+        for s in (val, label):
+            if not isinstance(s, str):
+                continue
+            if kind in _MARKDOWN_TYPES or kind == "Expander":
+                assert not re.search(r"(?<!\\)<", s), f"unescaped < in {kind}: {s!r}"
+                assert not re.search(r"(?<!\\)\]\(", s), f"markdown link in {kind}: {s!r}"
+                assert not re.search(r"(?<!\\)\*\*", s), f"markdown bold in {kind}: {s!r}"
+                assert not re.search(r"(?<!\\):red", s), f"directive in {kind}: {s!r}"
+            elif kind in ("Text", "Code"):
+                plain.append(s)
+    return plain
+
+
+def test_injection_renders_as_text_on_every_page(hostile: Path) -> None:
+    shown: dict[str, list[str]] = {}
+    frames: list[pd.DataFrame] = []
+    for page in PAGES:
+        at = open_page(page, {"order": "as stored", "gallery": "0"})
+        shown[page] = _assert_escaped(at)
+        frames += tables(at)
+    # the hostile texts are shown verbatim, as text
+    assert HOSTILE_EXPL in shown["samples"] and HOSTILE_LINK in shown["samples"]
+    assert ":red[alarm] $x$" in shown["samples"]
+    assert any(HOSTILE_NAME in "".join(map(str, f.to_numpy().ravel())) for f in frames)
+    # the symlinked run folder outside the results is skipped
+    loaded = D.load_runs(hostile)
+    assert [r.rel for r in loaded.runs] == ["suite/run"]
+    assert any(p[0] == "suite/linked" and "outside" in p[1] for p in loaded.problems)
+
+
+def test_hostile_gallery_paths_are_not_opened(hostile: Path) -> None:
+    run = D.load_runs(hostile).runs[0]
+    g = D.load_gallery(run)
+    assert g.samples == {"<b>id</b>": "s000"}  # the traversal safe_id is dropped
+    assert "clean" not in g.conditions        # and the traversal condition folder
+    assert D.gallery_image(run, g, "<b>id</b>") is None  # symlink to a file outside: refused
+    assert D.gallery_mask(run, g, "<b>id</b>") is not None  # the plain file next to it is read
+    assert D.run_file(run, "..", "x") is None and D.run_file(run, "gallery", "../../x") is None
+
+
+def test_md_escape() -> None:
+    from leaderboards.ui import md_escape
+
+    assert md_escape("<script>") == "\\<script\\>"
+    assert md_escape("[a](b)") == "\\[a\\]\\(b\\)"
+    assert md_escape("a\nb") == "a b"
+    assert md_escape("plain words 123") == "plain words 123"
+
+
+def test_empty_results_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path))
+    for page in PAGES:
+        at = AppTest.from_file(str(APP), default_timeout=60).run()
+        if page != "leaderboard":
+            at.switch_page(f"views/{page}.py").run()
+        assert not at.exception
+        assert any("No results" in i.value for i in at.info)
