@@ -166,7 +166,9 @@ class ExternalAdapter(Adapter):
     """
 
     flags: ClassVar[dict[str, Any]] = {"external": True}
-    requirements: ClassVar[dict[str, Any]] = {"batch_size": 32, "num_gpus": 0, "gpu_memory_gb": 0}
+    requirements: ClassVar[dict[str, Any]] = {
+        "batch_size": 32, "num_gpus": 0, "gpu_memory_gb": 0, "needs_setup": True,
+    }
     #: Config keys that never change outputs (left out of nothing: they are recorded, but a
     #: subclass may use this list to explain itself).
     default_timeout_s: ClassVar[float] = 3600.0
@@ -309,6 +311,7 @@ class ExternalAdapter(Adapter):
                     continue
                 try:
                     pred = self.parse_one(output_dir, name, item)
+                    pred.extras.pop("source", None)  # the temporary folder is deleted below
                     pred.extras.setdefault("external_seconds", round(result.seconds, 3))
                     preds[i] = pred
                 except SampleError as exc:

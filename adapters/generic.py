@@ -68,7 +68,9 @@ class HFSegmentationAdapter(Adapter):
     name = "hf-segmentation"
     version = "1"
     tasks = frozenset({"localize"})
-    requirements: ClassVar[dict[str, Any]] = {"batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 2}
+    requirements: ClassVar[dict[str, Any]] = {
+        "batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 2, "needs_setup": True,
+    }
     summary = "local Hugging Face semantic-segmentation checkpoint; softmax[artifact_index], bilinear"
 
     def __init__(self, **config: Any):
@@ -126,7 +128,7 @@ class HFSegmentationAdapter(Adapter):
             h, w = item.image.shape[:2]
             with torch.inference_mode():
                 up = F.interpolate(prob[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-            heat = up.clamp_(0.0, 1.0).cpu().numpy().astype(np.float32)
+                heat = up.clamp(0.0, 1.0).cpu().numpy().astype(np.float32)
             out.append(Prediction(heatmap=heat, score=_score_from(heat, None, rule)))
         return out
 
@@ -169,7 +171,9 @@ class TimmClassifierAdapter(Adapter):
     name = "timm-classifier"
     version = "1"
     tasks = frozenset({"detect"})
-    requirements: ClassVar[dict[str, Any]] = {"batch_size": 32, "num_gpus": 0, "gpu_memory_gb": 2}
+    requirements: ClassVar[dict[str, Any]] = {
+        "batch_size": 32, "num_gpus": 0, "gpu_memory_gb": 2, "needs_setup": True,
+    }
     summary = "timm classifier checkpoint for detection; timm's eval preprocessing; softmax[fake_index]"
 
     _DATA_KEYS = ("input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation")
@@ -337,7 +341,9 @@ class _SegFileAdapter(Adapter):
     :class:`SegSpec` keys, ``score`` (``max``/``mean``), ``batch_size``."""
 
     tasks = frozenset({"localize"})
-    requirements: ClassVar[dict[str, Any]] = {"batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 2}
+    requirements: ClassVar[dict[str, Any]] = {
+        "batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 2, "needs_setup": True,
+    }
 
     def __init__(self, **config: Any):
         super().__init__(**config)

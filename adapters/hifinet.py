@@ -84,7 +84,9 @@ class HifiNetAdapter(Adapter):
     name = "hifinet"
     version = "1"
     tasks = frozenset({"detect", "localize"})
-    requirements: ClassVar[dict[str, Any]] = {"batch_size": 16, "num_gpus": 1, "gpu_memory_gb": 4}
+    requirements: ClassVar[dict[str, Any]] = {
+        "batch_size": 16, "num_gpus": 1, "gpu_memory_gb": 4, "needs_setup": True,
+    }
     flags: ClassVar[dict[str, Any]] = {"hard_mask": True}
     summary = "HiFi-Net (CVPR23) official API from your checkout; 256x256, distance >= 2.3"
 

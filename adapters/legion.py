@@ -64,7 +64,9 @@ class LegionAdapter(ExternalAdapter):
     name = "legion"
     version = "1"
     tasks = frozenset({"localize", "explain"})
-    requirements: ClassVar[dict[str, Any]] = {"batch_size": 64, "num_gpus": 1, "gpu_memory_gb": 19}
+    requirements: ClassVar[dict[str, Any]] = {
+        "batch_size": 64, "num_gpus": 1, "gpu_memory_gb": 19, "needs_setup": True,
+    }
     flags: ClassVar[dict[str, Any]] = {"external": True}
     summary = "LEGION (ICCV25) official infer.py in its own env; mask + explanation"
     default_timeout_s = 6 * 3600.0

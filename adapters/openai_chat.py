@@ -89,7 +89,9 @@ class OpenAIChatAdapter(Adapter):
     name = "openai-chat"
     version = "1"
     tasks = frozenset({"explain"})
-    requirements: ClassVar[dict[str, Any]] = {"batch_size": 16, "num_gpus": 0, "gpu_memory_gb": 0}
+    requirements: ClassVar[dict[str, Any]] = {
+        "batch_size": 16, "num_gpus": 0, "gpu_memory_gb": 0, "needs_setup": True,
+    }
     flags: ClassVar[dict[str, Any]] = {"api": True}
     summary = "MLLM explanations via an OpenAI-compatible chat API (GPT-4o, vLLM ...)"
     #: a hosted model is not guaranteed to answer the same twice, even at temperature 0

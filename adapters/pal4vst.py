@@ -74,7 +74,9 @@ class Pal4vstAdapter(Adapter):
     name = "pal4vst"
     version = "1"
     tasks = frozenset({"localize"})
-    requirements: ClassVar[dict[str, Any]] = {"batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 4}
+    requirements: ClassVar[dict[str, Any]] = {
+        "batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 4, "needs_setup": True,
+    }
     flags: ClassVar[dict[str, Any]] = {"hard_mask": True}
     summary = "PAL4VST (ICCV23) TorchScript end2end.pt, 512x512, hard mask"
 

@@ -29,7 +29,9 @@ class PredictionsAdapter(Adapter):
     name = "predictions"
     version = "1"
     tasks = frozenset({"detect", "localize", "explain"})
-    requirements: ClassVar[dict[str, Any]] = {"batch_size": 64, "num_gpus": 0, "gpu_memory_gb": 0}
+    requirements: ClassVar[dict[str, Any]] = {
+        "batch_size": 64, "num_gpus": 0, "gpu_memory_gb": 0, "needs_setup": True,
+    }
     flags: ClassVar[dict[str, Any]] = {"precomputed": True}
     summary = "reads a folder of precomputed predictions (LEGION's layout or the native one)"
     #: the folder's content may change between runs under the same config: never reuse the cache

@@ -15,8 +15,9 @@ What the official ``trufor_test.py`` does, reproduced here:
   ``conf = sigmoid(conf)``, ``score = sigmoid(det)``.
 
 Here: heatmap = ``map`` (the harness's mask is heatmap > 0.5), score = ``score``, and the
-confidence map is kept in ``extras["conf"]`` (float16, set ``keep_conf=false`` to drop it). It is
-NOT multiplied into the map (other wrappers do that; numbers then differ).
+confidence map's mean is in ``extras["conf_mean"]`` and the map itself in ``extras["conf_png"]``
+(8-bit PNG, base64: JSON-safe; :func:`decode_unit_map_png`; ``keep_conf=false`` drops it). It
+is NOT multiplied into the map (other wrappers do that; numbers then differ).
 
 Config: ``repo`` (checkout root, or its ``test_docker/src``), ``weights`` (default
 ``<repo>/test_docker/weights/trufor.pth.tar``), ``allow_pickle`` (false), ``keep_conf`` (true).
@@ -57,6 +58,31 @@ def trufor_outputs(pred: Any, conf: Any, det: Any) -> tuple[np.ndarray, np.ndarr
     return heat, conf_map, score
 
 
+def encode_unit_map_png(arr: np.ndarray) -> str:
+    """A map in [0, 1] as a base64 8-bit greyscale PNG (value = round(255 * x)), so it fits in a
+    Prediction's JSON ``extras``. :func:`decode_unit_map_png` reverses it (to within 1/510)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    q = np.clip(np.rint(np.asarray(arr, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(q, mode="L").save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_unit_map_png(text: str) -> np.ndarray:
+    """float32 H x W in [0, 1] from :func:`encode_unit_map_png`'s output."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(text))) as img:
+        return np.asarray(img, dtype=np.float32) / 255.0
+
+
 @register_adapter("trufor")
 class TruForAdapter(Adapter):
     """TruFor's official test code from the user's checkout: heatmap, score, confidence."""
@@ -64,7 +90,9 @@ class TruForAdapter(Adapter):
     name = "trufor"
     version = "1"
     tasks = frozenset({"detect", "localize"})
-    requirements: ClassVar[dict[str, Any]] = {"batch_size": 4, "num_gpus": 1, "gpu_memory_gb": 8}
+    requirements: ClassVar[dict[str, Any]] = {
+        "batch_size": 4, "num_gpus": 1, "gpu_memory_gb": 8, "needs_setup": True,
+    }
     flags: ClassVar[dict[str, Any]] = {"non_commercial": True}
     summary = "TruFor (CVPR23) official test code from your checkout; full res /256, map=softmax[1]"
 
@@ -146,7 +174,9 @@ class TruForAdapter(Adapter):
                 out.append(failed_prediction(f"{item.sample_id}: TruFor inference failed: {exc}"))
                 continue
             extras: dict[str, Any] = {}
-            if keep_conf and conf_map is not None:
-                extras["conf"] = conf_map.astype(np.float16)
+            if conf_map is not None:
+                extras["conf_mean"] = float(conf_map.mean())
+                if keep_conf:
+                    extras["conf_png"] = encode_unit_map_png(conf_map)
             out.append(Prediction(heatmap=np.clip(heat, 0.0, 1.0), score=score, extras=extras))
         return out

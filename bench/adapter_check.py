@@ -165,13 +165,18 @@ def _diff(a: Prediction, b: Prediction, tol: float) -> str | None:
             if not np.array_equal(x, y):
                 return f"mask differs in {int(np.sum(x != y))} pixels"
         else:
-            d = float(np.nanmax(np.abs(x.astype(np.float64) - y.astype(np.float64)))) if x.size else 0.0
+            x, y = x.astype(np.float64), y.astype(np.float64)
+            both_nan = np.isnan(x) & np.isnan(y)  # NaN is reported by its own check, not here
+            diff = np.where(both_nan, 0.0, np.abs(x - y))
+            d = float(np.max(diff)) if diff.size else 0.0
             if not d <= tol:
                 return f"heatmap differs by up to {d:.3g}"
     if (a.score is None) != (b.score is None):
         return "score present in one output only"
-    if a.score is not None and not abs(float(a.score) - float(b.score)) <= tol:  # type: ignore[arg-type]
-        return f"score {a.score!r} vs {b.score!r}"
+    if a.score is not None:
+        sa, sb = float(a.score), float(b.score)  # type: ignore[arg-type]
+        if not (math.isnan(sa) and math.isnan(sb)) and not abs(sa - sb) <= tol:
+            return f"score {a.score!r} vs {b.score!r}"
     if a.explanation != b.explanation:
         return "explanation text differs"
     return None

@@ -134,7 +134,7 @@ def open_dataset(suite: Suite, opts: RunOptions) -> Dataset:
     except ImportError:
         check_data_available = None
     if check_data_available is not None and opts.data_root is not None:
-        check_data_available(suite.dataset, opts.data_root, opts.split or suite.split, **options)
+        check_data_available(suite.dataset, opts.data_root, opts.split or suite.split, dataset=ds, **options)
     return ds
 
 

@@ -264,3 +264,24 @@ def header(title: str, **facts: Any) -> None:
           f"{sys.version.split()[0]}")
     for k, v in facts.items():
         print(f"   {k}: {v}")
+
+
+def run_demo_harness(root: Path, options: dict, workers: int, out: Path, gallery: int = 24,
+                     perturb: str | None = "legion", metrics: Sequence[str] = LOC_METRICS,
+                     adapter: str | None = None, executor: str = "local",
+                     adapter_config: dict | None = None) -> dict:
+    """``run_suite`` on the demo images in ``root``; returns its wall time, the run's timing
+    block and the per-condition metric values. The cache is ``$BENCH_CACHE/predictions``."""
+    from bench.runner import RunOptions, run_suite
+
+    name = adapter or empty_adapter_name()
+    t0 = time.perf_counter()
+    suite = demo_suite(options, perturb, metrics)
+    opts = RunOptions(out_dir=out, data_root=root, workers=workers, progress=False,
+                      gallery_size=gallery, executor=executor,
+                      adapter_configs={name: dict(adapter_config or {})})
+    (run,) = run_suite(suite, [name], opts)
+    seconds = time.perf_counter() - t0
+    values = {c["key"]: {m: v["value"] for m, v in c["metrics"].items()} for c in run.results["conditions"]}
+    return {"seconds": seconds, "timing": run.results["timing"], "metrics": values,
+            "adapter": run.results["adapter"]["name"]}

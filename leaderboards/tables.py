@@ -120,24 +120,27 @@ def differing_fields(keys: Sequence[str]) -> list[str]:
 # -- badges -------------------------------------------------------------------------------
 
 def badges(run: Run) -> str:
-    """Flags shown beside the adapter name (plain text)."""
+    """Flags shown beside the adapter name, as plain words (no emoji: they need a font that
+    many machines lack): fine-tuned on a dataset (and whether it is the test distribution),
+    external model, box output, hard mask only, other truthy flags, failed samples."""
     out: list[str] = []
     f = run.flags
     if f.get("finetuned_on"):
         on = str(f["finetuned_on"])
         same = on.lower() == str(run.data["dataset"].get("name", "")).lower()
-        out.append(f"🎯 fine-tuned on {on}" + (" (test distribution)" if same else ""))
+        out.append(f"fine-tuned on {on}" + (" (test distribution)" if same else ""))
     if f.get("external"):
-        out.append("🔌 external")
+        out.append("external")
     if f.get("box_output"):
-        out.append("▭ box output")
+        out.append("box output")
     if f.get("hard_mask"):
-        out.append("◼ hard mask")
+        out.append("hard mask")
     for k, v in sorted(f.items()):
         if k not in ("finetuned_on", "external", "box_output", "hard_mask") and v:
             out.append(str(k) if v is True else f"{k}={v}")
     if run.n_failed:
-        out.append(f"⚠ {run.n_failed} failed")
+        allowed = " (published with --allow-failed)" if run.published.get("allow_failed") else ""
+        out.append(f"⚠ {run.n_failed} failed{allowed}")
     return " · ".join(out)
 
 

@@ -9,6 +9,7 @@ independently (PIL resizes, numpy maths). The real models run when their env var
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import textwrap
@@ -22,7 +23,7 @@ from PIL import Image
 from adapters._util import AdapterLoadError
 from adapters.hifinet import HifiNetAdapter, hifinet_preprocess
 from adapters.pal4vst import Pal4vstAdapter, pal4vst_preprocess
-from adapters.trufor import TruForAdapter, trufor_preprocess
+from adapters.trufor import TruForAdapter, decode_unit_map_png, trufor_preprocess
 from bench.types import ModelInput
 
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)
@@ -322,7 +323,10 @@ def test_trufor_standin_outputs_follow_the_official_rules(tmp_path):
         wrong = 1 / (1 + np.exp(-(50 * (item.image[..., 0] / 255.0 - 0.5))))
         assert np.abs(wrong - p.heatmap).max() > 1e-3
         assert p.score == pytest.approx(1 / (1 + np.exp(-(x.mean() * 4 - 2))), abs=1e-6)
-        np.testing.assert_allclose(p.extras["conf"].astype(np.float64), 1 / (1 + np.exp(-3 * x[..., 1])), atol=1e-3)
+        conf = 1 / (1 + np.exp(-3 * x[..., 1]))
+        assert p.extras["conf_mean"] == pytest.approx(conf.mean(), abs=1e-6)
+        np.testing.assert_allclose(decode_unit_map_png(p.extras["conf_png"]), conf, atol=1 / 510 + 1e-6)
+        json.dumps(p.extras)  # the runner stores extras as JSON
         p.validate(*item.image.shape[:2], a.tasks, item.sample_id)
 
 

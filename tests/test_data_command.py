@@ -188,7 +188,7 @@ def test_verify_loki_incomplete(tmp_path, capsys):
     assert "images found   2\n" in out
     assert "missing        1\n" in out and f"missing      {root / 'media_data/image/2.png'}" in out
     assert "unreadable     1 " in out and "1.png: cannot read image header" in out
-    assert "invalid records 1" in out and "r3" in out and "no regions" in out
+    assert "invalid        1  (broken records" in out and "r3" in out and "no regions" in out
     assert f"fingerprint    {create_dataset('loki', data_root=root).fingerprint()}" in out
     assert "status         INCOMPLETE" in out and "bench data fetch loki" in out
 
@@ -269,3 +269,9 @@ def test_check_data_available(tmp_path):
     with pytest.raises(DataMissingError) as info:
         check_data_available("richhf", tmp_path, "test")
     assert "bench data fetch richhf" in str(info.value)
+
+
+def test_loki_json_hint_only_when_missing(tmp_path):
+    assert any("opendatalab/LOKI" in line for line in fetch_mod.manual_steps("loki", tmp_path))
+    (tmp_path / "open_ended_vqa.json").write_bytes(b"[]")
+    assert fetch_mod.manual_steps("loki", tmp_path) == []

@@ -387,3 +387,43 @@ def test_image_modes_through_loader(tmp_path):
         assert img.dtype == np.uint8 and img.shape == (10, 12, 3), name
         assert np.abs(img.astype(int) - np.array(rgb)).max() <= 2, (name, img[0, 0])
         assert s.load_mask(10, 12).sum() == 16  # 4 x 4 inclusive box
+
+
+# -- suite and end to end -------------------------------------------------------------------
+
+def test_suite_records_the_cleaning_version():
+    from bench.suites import get_suite
+
+    suite = get_suite("loki")
+    assert suite.dataset == "loki" and suite.split == "test"
+    assert suite.metrics == ["miou", "f1", "iou_fg", "rouge_l", "css"]
+    assert suite.protocol["reference_field"] == "global+regional"
+    assert suite.protocol["reference_cleaning"] == LOKI_CLEANING
+
+
+def test_bench_score_end_to_end_on_an_id_subset(real_root, tmp_path):
+    """`bench score --dataset loki` on LEGION-layout masks equal to the reference: F1 = 1 per image."""
+    pytest.importorskip("bench.commands.score")
+    import pandas as pd
+
+    from bench.cli import main
+
+    samples = create_dataset("loki", data_root=real_root).samples()
+    chosen = samples[3:8]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(s.file_name for s in chosen) + "\n", encoding="utf-8")
+    pred = tmp_path / "pred"
+    for s in chosen:
+        h, w = image_size(s.image_path)
+        (pred / s.file_name).mkdir(parents=True)
+        write_png(pred / s.file_name / "mask.png", reference_mask([r.box for r in s.regions], h, w))
+    out = tmp_path / "out"
+    rc = main(["score", "--dataset", "loki", "--data-root", str(real_root), "--dataset-option", f"ids={ids}",
+               "--predictions", str(pred), "--format", "legion", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    df = pd.read_parquet(out / "samples.parquet")
+    assert sorted(df["sample_id"]) == sorted(s.id for s in chosen)
+    assert (df["status"] == "ok").all() and (df["f1"] == 1.0).all()
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["protocol"]["reference_cleaning"] == LOKI_CLEANING
+    assert results["dataset"]["n_samples"] == 5

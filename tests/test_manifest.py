@@ -4,6 +4,7 @@ failing alone (named by manifest path and line number), image modes."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -122,8 +123,6 @@ def test_bad_lines_fail_alone(folder):
     }
     by_line = {s.meta["manifest_line"]: s for s in samples}
     assert sorted(by_line) == [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13]
-    import re
-
     for line, problem in expected.items():
         err = by_line[line].error
         assert err and err.startswith(f"{path}:{line}: ") and re.search(problem, err), (line, err)

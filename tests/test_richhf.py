@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import struct
 from pathlib import Path
 
@@ -137,8 +136,8 @@ def test_loads_all_eight_features(root):
         assert m["prompt_misalignment_label"] == "1 1 0 1 1"
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(m["misalignment_map_png"]))),
                                       heatmap(k + 100))
-        assert s.gt_heatmap.dtype == np.uint8
-        np.testing.assert_array_equal(s.gt_heatmap, heatmap(k))
+        assert s.heatmap_array().dtype == np.uint8 and s.gt_heatmap is None  # kept encoded
+        np.testing.assert_array_equal(s.heatmap_array(), heatmap(k))
         assert s.image_path == root / "images" / f"{UIDS[k]}.jpg" and s.file_name == f"{UIDS[k]}.jpg"
     assert ds.annotation_files() == [root / "test.tfrecord"]
     assert "richhf" in DATASETS.names()
@@ -347,3 +346,36 @@ def test_image_modes_through_loader(tmp_path):
         img = s.load_image()
         assert img.dtype == np.uint8 and img.shape == (30, 40, 3)
         assert np.abs(img.astype(int) - np.array(expected[s.id])).max() <= 2, s.id
+
+
+# -- suite and end to end -------------------------------------------------------------------
+
+def test_suite():
+    from bench.suites import get_suite
+
+    suite = get_suite("richhf")
+    assert (suite.dataset, suite.split, suite.metrics) == ("richhf", "test", ["miou", "f1", "iou_fg"])
+    assert suite.protocol["reference_field"] is None
+
+
+def test_bench_score_end_to_end(root, tmp_path):
+    """`bench score --dataset richhf` on LEGION-layout masks equal to heatmap > 0 (nearest
+    resize, written independently): F1 = 1 on every image that has one; the missing image fails."""
+    pytest.importorskip("bench.commands.score")
+    import pandas as pd
+
+    from bench.cli import main
+    from bench.imageio import write_png
+
+    pred = tmp_path / "pred"
+    for k, uid in enumerate(UIDS[:3]):
+        w, h = SIZES[uid]
+        (pred / f"{uid}.jpg").mkdir(parents=True)
+        write_png(pred / f"{uid}.jpg" / "mask.png", nearest(heatmap(k) > 0, h, w))
+    out = tmp_path / "out"
+    rc = main(["score", "--dataset", "richhf", "--data-root", str(root), "--predictions", str(pred),
+               "--format", "legion", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    df = pd.read_parquet(out / "samples.parquet").set_index("sample_id")
+    assert list(df.loc[UIDS[:3], "f1"]) == [1.0, 1.0, 1.0]
+    assert df.loc[UIDS[3], "status"] == "failed" and "no image found" in df.loc[UIDS[3], "error"]

@@ -66,7 +66,7 @@ def run_verify(args: argparse.Namespace) -> int:
     print(f"unreadable     {len(report.unreadable)}  ({'full decode' if args.decode else 'header check'})")
     for name, problem in report.unreadable[:show]:
         print(f"  unreadable   {name}: {problem}")
-    print(f"invalid records {len(report.invalid)}  (counted as failed in a run)")
+    print(f"invalid        {len(report.invalid)}  (broken records: counted as failed in a run)")
     for sid, error in report.invalid[:show]:
         print(f"  invalid      {sid}: {error}")
     print(f"fingerprint    {report.fingerprint}")

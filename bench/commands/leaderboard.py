@@ -23,7 +23,7 @@ def streamlit_argv(results: Path, port: int | None = None, headless: bool = Fals
     """The ``python -m streamlit run`` command line; the results folder goes to the app after
     ``--`` (the app reads ``--results``)."""
     argv = [sys.executable, "-m", "streamlit", "run", str(app_path()),
-            "--browser.gatherUsageStats", "false"]
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     if port is not None:
         argv += ["--server.port", str(port)]
     if address:

@@ -44,9 +44,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -447,7 +449,7 @@ _SHORT = {"blur": "a blurred, low-detail patch", "grid": "a grid-like checkerboa
 def _place(rng: np.random.Generator, h: int, w: int, taken: np.ndarray,
            surfaces: list[_Surface]) -> tuple[np.ndarray, _Surface] | None:
     """An irregular polygon (float N x 2) on one surface, not touching earlier artifacts."""
-    frac = float(np.clip(np.exp(rng.normal(np.log(0.028), 0.65)), 0.006, 0.12))
+    frac = float(np.clip(np.exp(rng.normal(np.log(0.035), 0.6)), 0.008, 0.12))
     objects = [s for s in surfaces if s.is_object and s.mask.sum() > 400]
     for _ in range(30):
         use_obj = objects and rng.random() < 0.45
@@ -459,7 +461,7 @@ def _place(rng: np.random.Generator, h: int, w: int, taken: np.ndarray,
         cy, cx = ys[k] * 4.0 + 2, xs[k] * 4.0 + 2
         r = math.sqrt(frac * h * w / math.pi)
         if use_obj:
-            r = min(r, 0.5 * math.sqrt(surf.mask.sum() / math.pi))
+            r = min(r, 0.75 * math.sqrt(surf.mask.sum() / math.pi))
         aspect = float(np.exp(rng.uniform(-0.5, 0.5)))
         pts = _blob_pts(rng, cx, cy, r, int(rng.integers(9, 17)), rng.uniform(0.12, 0.3), aspect,
                         rng.uniform(0, np.pi))
@@ -572,14 +574,31 @@ def _make_image(seed: int, index: int, fake: bool) -> tuple[bytes, str, dict[str
 # ----------------------------------------------------------------------------------------
 # whole dataset, cache
 # ----------------------------------------------------------------------------------------
+def _write_image(args: tuple[int, int, bool, int, str]) -> dict[str, Any]:
+    """Worker: render image ``index``, write it into ``img_dir``, return its annotation item."""
+    seed, index, fake, width, img_dir = args
+    data, ext, record = _make_image(seed, index, fake)
+    name = f"img_{index:0{width}d}{ext}"
+    (Path(img_dir) / name).write_bytes(data)
+    return {str(index): {"img_file_name": name, **record}}
+
+
+def _default_workers() -> int:
+    """2 processes where allowed (never inside a daemonic pool worker, which cannot fork)."""
+    if multiprocessing.current_process().daemon:
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def generate_demo(root: Path | str, seed: int = 0, n_fake: int = DEFAULT_N_FAKE,
-                  n_real: int = DEFAULT_N_REAL) -> Path:
+                  n_real: int = DEFAULT_N_REAL, workers: int | None = None) -> Path:
     """Write the demo into ``<root>/SynthScars/test/...`` and return ``<root>/SynthScars``.
 
     Written atomically: everything goes into a temporary folder beside it, which is then
     renamed. If ``<root>/SynthScars`` already exists (e.g. another process won a race) it is
     kept as it is and the fresh copy is discarded. Labels are interleaved in a seeded order;
-    file names (``img_0000.png`` ...) do not reveal the label.
+    file names (``img_0000.png`` ...) do not reveal the label. ``workers`` processes render
+    in parallel (default: up to 2); the output does not depend on their number.
     """
     if n_fake < 0 or n_real < 0 or n_fake + n_real == 0:
         raise ValueError(f"need a positive number of images (n_fake={n_fake}, n_real={n_real})")
@@ -598,12 +617,15 @@ def generate_demo(root: Path | str, seed: int = 0, n_fake: int = DEFAULT_N_FAKE,
         is_fake = np.zeros(n, bool)
         is_fake[np.random.default_rng([seed, 1 << 30]).permutation(n)[:n_fake]] = True
         width = max(4, len(str(n - 1)))
-        records = []
-        for i in range(n):
-            data, ext, record = _make_image(seed, i, bool(is_fake[i]))
-            name = f"img_{i:0{width}d}{ext}"
-            (img_dir / name).write_bytes(data)
-            records.append({str(i): {"img_file_name": name, **record}})
+        jobs = [(int(seed), i, bool(is_fake[i]), width, str(img_dir)) for i in range(n)]
+        workers = _default_workers() if workers is None else max(1, int(workers))
+        if workers > 1 and n >= 8:
+            # spawn, not fork: the caller may hold threads (torch, a progress bar)
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                records = list(pool.map(_write_image, jobs, chunksize=4))
+        else:
+            records = [_write_image(job) for job in jobs]
         (ann_dir / "test.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
         try:
             os.rename(tmp, final)
@@ -625,10 +647,15 @@ def demo_cache_dir(seed: int = 0, n_fake: int = DEFAULT_N_FAKE, n_real: int = DE
 
 
 def ensure_demo(seed: int = 0, n_fake: int = DEFAULT_N_FAKE, n_real: int = DEFAULT_N_REAL,
-                root: Path | str | None = None) -> Path:
-    """The demo's ``SynthScars`` folder, generated into ``root`` (default: the cache) if absent."""
+                root: Path | str | None = None, workers: int | None = None) -> Path:
+    """The demo's ``SynthScars`` folder, generated if absent.
+
+    ``root`` (default: :func:`demo_cache_dir`) is the folder holding ``SynthScars/``; a
+    ``SynthScars`` folder itself (one holding ``test/``) is accepted too, as by the loader."""
+    if root is not None and (Path(root) / "test" / "annotations" / "test.json").is_file():
+        return Path(root)
     return generate_demo(Path(root) if root is not None else demo_cache_dir(seed, n_fake, n_real),
-                         seed, n_fake, n_real)
+                         seed, n_fake, n_real, workers)
 
 
 @register_dataset("demo")

@@ -17,8 +17,8 @@ A record's uid is its ``filename``'s base name without the extension; its image 
 the row whose ``image_0_uid`` / ``image_1_uid`` equals the uid (only the uid columns are read
 for every row group, the JPEG columns only for row groups holding a wanted uid).
 
-Each record becomes one fake Sample: id = uid; mask rule ``heatmap`` with ``gt_heatmap`` =
-the decoded artifact map (uint8, 0-255, as stored): the mask is heatmap > 0 resized to the
+Each record becomes one fake Sample: id = uid; mask rule ``heatmap`` with ``gt_heatmap_png`` =
+the encoded artifact map (decoded on demand to uint8 0-255): the mask is heatmap > 0 resized to the
 image with nearest neighbour (:func:`bench.masks.heatmap_to_mask`); reference None (the
 explanation is not scored on RichHF). The other seven features are in ``meta``
 (``misalignment_map_png`` keeps the encoded bytes).
@@ -41,7 +41,6 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 from PIL import Image
 
-from bench.datasets.tfrecord_reader import ExampleError, iter_records, parse_example
 from bench.errors import BenchError, DataMissingError
 from bench.registry import register_dataset
 from bench.types import FAKE, Dataset, Sample
@@ -234,6 +233,9 @@ class RichHF(Dataset):
         return [self.tfrecord_path()]
 
     def _load(self) -> list[Sample]:
+        # local: protobuf / crc32c load only when RichHF is actually read
+        from bench.datasets.tfrecord_reader import ExampleError, iter_records, parse_example
+
         path = self.tfrecord_path()
         parsed: list[tuple[int, dict[str, Any] | None, str | None]] = []
         for rec in iter_records(path):
@@ -292,10 +294,8 @@ class RichHF(Dataset):
         problems: list[str] = []  # the record's own problems first, then a missing image
         if sid != uid:
             problems.append(f"uid {uid!r} appears more than once in {path.name}")
-        heatmap: np.ndarray | None = None
-        try:
-            heatmap = decode_heatmap(feats["artifact_map"])
-            meta["artifact_map_shape"] = tuple(heatmap.shape)
+        try:  # decoded once to check it, then kept encoded (memory); decoded again at scoring
+            meta["artifact_map_shape"] = tuple(decode_heatmap(feats["artifact_map"]).shape)
         except Exception as exc:  # PIL raises many types for corrupt data
             problems.append(f"cannot decode artifact_map ({type(exc).__name__}: {exc})")
         if uid in index.paths:
@@ -313,7 +313,7 @@ class RichHF(Dataset):
         error = f"{where}: {'; '.join(problems)}" if problems else None
         return Sample(
             id=sid, image_path=image_path, label=FAKE, reference=None, meta=meta,
-            mask_rule="heatmap", image_bytes=image_bytes, gt_heatmap=heatmap, error=error,
+            mask_rule="heatmap", image_bytes=image_bytes, gt_heatmap_png=feats["artifact_map"], error=error,
         )
 
 

@@ -112,7 +112,7 @@ def verify_dataset(dataset: Dataset, decode: bool = False) -> DataReport:
 
 
 def check_data_available(dataset_name: str, data_root: Path | str | None, split: str = "test",
-                         **opts: Any) -> DataReport:
+                         dataset: Any = None, **opts: Any) -> DataReport:
     """Before a suite run: load the dataset and check its image files exist (no decoding).
 
     Raises :class:`DataMissingError` with the exact command that fixes it when the annotations
@@ -121,7 +121,8 @@ def check_data_available(dataset_name: str, data_root: Path | str | None, split:
     """
     fix = fix_command(dataset_name, data_root)
     try:
-        dataset = create_dataset(dataset_name, data_root=data_root, split=split, **opts)
+        if dataset is None:  # the runner passes the dataset it built: loaded once
+            dataset = create_dataset(dataset_name, data_root=data_root, split=split, **opts)
         samples = dataset.samples()
     except DataMissingError as exc:
         raise DataMissingError(f"{exc}\nFix: {fix}") from None

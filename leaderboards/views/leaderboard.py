@@ -80,8 +80,9 @@ for suite in sel_suites:
         table, value_cols = T.wide_table(gdf, metric_order, conds, sort_metric, with_ci)
         cfg = {"#": st.column_config.NumberColumn("#", width="small"),
                "adapter": st.column_config.TextColumn("adapter", help="adapter name"),
-               "badges": st.column_config.TextColumn("badges", help="🎯 fine-tuned on a dataset · 🔌 external model "
-                                                     "· ▭ box output · ◼ hard mask only · ⚠ failed samples")}
+               "badges": st.column_config.TextColumn("badges", help="fine-tuned on a dataset (test distribution: trained on "
+                                                     "this benchmark's data) · external model · box output · "
+                                                     "hard mask only (no heatmap) · ⚠ failed samples")}
         for col, m in value_cols.items():
             info = T.metric_info(m)
             arrow = "higher is better" if info["higher_is_better"] else "lower is better"
