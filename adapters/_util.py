@@ -43,6 +43,24 @@ def is_failed(pred: Prediction) -> bool:
     return bool(pred.extras.get("error"))
 
 
+# -- config values given as text on a command line ---------------------------------------
+def as_list(value: Any, cast: Any = float) -> list[Any]:
+    """A list option given as a list, a number, or text: ``"[1, 2]"``, ``"1,2"``, ``"1 2"``."""
+    if isinstance(value, (list, tuple)):
+        return [cast(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [cast(value)]
+    text = str(value).strip().strip("[]()")
+    return [cast(v) for v in text.replace(",", " ").split()]
+
+
+def as_bool(value: Any) -> bool:
+    """A yes/no option; text ``"false"``, ``"0"``, ``"no"``, ``""`` is False (``bool("false")`` is not)."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off", "none", "null")
+    return bool(value)
+
+
 # -- weight hashing ------------------------------------------------------------------------
 _HASH_LOCK = threading.Lock()
 _MEMO: dict[tuple, str] = {}

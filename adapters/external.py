@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from adapters import register_adapter
-from adapters._util import AdapterLoadError, failed_prediction
+from adapters._util import AdapterLoadError, as_bool, failed_prediction
 from bench.errors import BenchError, SampleError
 from bench.types import Adapter, ModelInput, Prediction
 
@@ -169,8 +169,8 @@ class ExternalAdapter(Adapter):
     requirements: ClassVar[dict[str, Any]] = {
         "batch_size": 32, "num_gpus": 0, "gpu_memory_gb": 0, "needs_setup": True,
     }
-    #: Config keys that never change outputs (left out of nothing: they are recorded, but a
-    #: subclass may use this list to explain itself).
+    #: Config keys that change how the command runs but not its outputs (a cache may ignore them).
+    runtime_keys: ClassVar[frozenset[str]] = frozenset({"timeout_s", "gpus", "keep_temp", "temp_dir", "batch_size"})
     default_timeout_s: ClassVar[float] = 3600.0
 
     def __init__(self, **config: Any):
@@ -323,7 +323,7 @@ class ExternalAdapter(Adapter):
                     preds[i] = failed_prediction(f"{item.sample_id}: {exc}")
             return [p for p in preds]  # type: ignore[misc]
         finally:
-            if self.config.get("keep_temp"):
+            if as_bool(self.config.get("keep_temp", False)):
                 log.warning("%s: kept temporary folder %s", self.name, workdir)
             else:
                 shutil.rmtree(workdir, ignore_errors=True)

@@ -24,6 +24,7 @@ import numpy as np
 
 from adapters import register_adapter
 from adapters._util import (
+    as_bool, as_list,
     jit_load,
     AdapterLoadError, existing_path, failed_prediction, load_state_dict_strict, load_torch_checkpoint,
     pil_resize_rgb, resize_mask_nearest, resize_prob_bilinear, resolve_device, sha256_path, strip_prefix,
@@ -72,6 +73,7 @@ class HFSegmentationAdapter(Adapter):
         "batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 2, "needs_setup": True,
     }
     summary = "local Hugging Face semantic-segmentation checkpoint; softmax[artifact_index], bilinear"
+    runtime_keys: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     def __init__(self, **config: Any):
         config.setdefault("artifact_index", 1)
@@ -175,6 +177,7 @@ class TimmClassifierAdapter(Adapter):
         "batch_size": 32, "num_gpus": 0, "gpu_memory_gb": 2, "needs_setup": True,
     }
     summary = "timm classifier checkpoint for detection; timm's eval preprocessing; softmax[fake_index]"
+    runtime_keys: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     _DATA_KEYS = ("input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation")
 
@@ -206,12 +209,15 @@ class TimmClassifierAdapter(Adapter):
             model = timm.create_model(str(self.config["model"]), pretrained=False, num_classes=n)
         except Exception as exc:
             raise AdapterLoadError(f"adapter 'timm-classifier': cannot create {self.config['model']!r}: {exc}") from None
-        sd = load_any_state_dict(ckpt, allow_pickle=bool(self.config.get("allow_pickle", False)),
+        sd = load_any_state_dict(ckpt, allow_pickle=as_bool(self.config.get("allow_pickle", False)),
                                  what="timm checkpoint")
         load_state_dict_strict(model, sd, f"timm checkpoint {ckpt}")
         overrides = {key: self.config[key] for key in self._DATA_KEYS if key in self.config}
-        if "input_size" in overrides:
-            overrides["input_size"] = tuple(overrides["input_size"])
+        for key, cast in (("input_size", int), ("mean", float), ("std", float)):
+            if key in overrides:
+                overrides[key] = tuple(as_list(overrides[key], cast))
+        if "crop_pct" in overrides:
+            overrides["crop_pct"] = float(overrides["crop_pct"])
         self.data_config = resolve_data_config(overrides, model=model)
         self._transform = create_transform(**self.data_config, is_training=False)
         self._model = model.to(self._device).eval()
@@ -260,18 +266,20 @@ class SegSpec:
     @classmethod
     def from_config(cls, config: dict[str, Any], adapter: str) -> "SegSpec":
         def triple(key: str, default: tuple[float, float, float]) -> tuple[float, float, float]:
-            v = config.get(key, default)
-            if isinstance(v, (int, float)):
-                v = (v, v, v)
+            v = as_list(config.get(key, default), float)
+            if len(v) == 1:
+                v = v * 3
             if len(v) != 3:
-                raise BenchError(f"adapter {adapter!r}: {key} needs 3 numbers, got {v!r}")
-            return tuple(float(x) for x in v)  # type: ignore[return-value]
+                raise BenchError(f"adapter {adapter!r}: {key} needs 3 numbers, got {config.get(key)!r}")
+            return tuple(v)  # type: ignore[return-value]
 
-        size = config.get("input_size")
-        if isinstance(size, int):
-            size = (size, size)
+        size = as_list(config["input_size"], int) if config.get("input_size") not in (None, "", "null") else None
+        if size is not None and len(size) == 1:
+            size = size * 2
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise BenchError(f"adapter {adapter!r}: input_size must be [H, W], got {config.get('input_size')!r}")
         spec = cls(
-            input_size=tuple(int(s) for s in size) if size else None,  # type: ignore[arg-type]
+            input_size=tuple(size) if size else None,  # type: ignore[arg-type]
             resize=str(config.get("resize", "bilinear")),
             scale=float(config.get("scale", 1.0 / 255.0)),
             mean=triple("mean", (0.0, 0.0, 0.0)),
@@ -344,6 +352,7 @@ class _SegFileAdapter(Adapter):
     requirements: ClassVar[dict[str, Any]] = {
         "batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 2, "needs_setup": True,
     }
+    runtime_keys: ClassVar[frozenset[str]] = frozenset({"batch_size", "threads", "providers"})
 
     def __init__(self, **config: Any):
         super().__init__(**config)
@@ -413,8 +422,6 @@ class TorchScriptSegAdapter(_SegFileAdapter):
     summary = "TorchScript segmentation model with declared preprocessing (size, mean, std, output kind)"
 
     def load(self, device: str = "cpu") -> None:
-        import torch
-
         path = existing_path(self.config.get("model"), "model", self.name)
         self._device = resolve_device(device)
         try:

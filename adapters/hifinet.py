@@ -36,6 +36,7 @@ import numpy as np
 
 from adapters import register_adapter
 from adapters._util import (
+    as_bool,
     AdapterLoadError, existing_path, load_state_dict_strict, load_torch_checkpoint, pil_resize_rgb,
     repo_imports, resize_mask_nearest, resolve_device, sha256_path, strip_prefix,
 )
@@ -123,7 +124,7 @@ class HifiNetAdapter(Adapter):
     def load(self, device: str = "cpu") -> None:
         repo, fe_path, seg_path, center_path = self._paths()
         self._device = resolve_device(device)
-        allow = bool(self.config.get("allow_pickle", False))
+        allow = as_bool(self.config.get("allow_pickle", False))
         try:
             with repo_imports(repo, ("models",)):
                 from models.NLCDetection_api import NLCDetection  # type: ignore[import-not-found]

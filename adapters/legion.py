@@ -123,6 +123,14 @@ class LegionAdapter(ExternalAdapter):
 
             raise AdapterLoadError(f"adapter 'legion': {repo / INFER_SCRIPT} not found; is repo a LEGION checkout?")
         existing_path(self.config.get("weights"), "weights", self.name)
+        if not self.config.get("python") and not self.config.get("command"):
+            from adapters._util import AdapterLoadError
+
+            raise AdapterLoadError(
+                "adapter 'legion': set python to the interpreter of LEGION's own environment "
+                "(torch 1.13 / transformers 4.28 / mmcv 1.4.7), e.g. --config legion.python=/opt/conda/envs/legion/bin/python "
+                "or a list such as [conda, run, --no-capture-output, -n, legion, python]"
+            )
         super().load(device)
 
     def repo_commit(self) -> str | None:

@@ -96,6 +96,9 @@ class OpenAIChatAdapter(Adapter):
     summary = "MLLM explanations via an OpenAI-compatible chat API (GPT-4o, vLLM ...)"
     #: a hosted model is not guaranteed to answer the same twice, even at temperature 0
     deterministic = False
+    #: config keys that do not change outputs (a cache may ignore them)
+    runtime_keys: ClassVar[frozenset[str]] = frozenset(
+        {"timeout_s", "max_retries", "backoff_s", "backoff_max_s", "concurrency", "api_key_env", "batch_size"})
 
     def __init__(self, **config: Any):
         for forbidden in ("api_key", "key", "token"):

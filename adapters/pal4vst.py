@@ -86,8 +86,6 @@ class Pal4vstAdapter(Adapter):
         self._device = "cpu"
 
     def load(self, device: str = "cpu") -> None:
-        import torch
-
         path = existing_path(self.config.get("weights"), "weights", self.name)
         self._device = resolve_device(device)
         try:

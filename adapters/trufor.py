@@ -32,6 +32,7 @@ import numpy as np
 
 from adapters import register_adapter
 from adapters._util import (
+    as_bool,
     failed_prediction,
     AdapterLoadError, existing_path, load_state_dict_strict, load_torch_checkpoint, repo_imports,
     resolve_device, sha256_path,
@@ -143,7 +144,7 @@ class TruForAdapter(Adapter):
             ) from None
         except Exception as exc:
             raise AdapterLoadError(f"adapter 'trufor': building the model failed: {type(exc).__name__}: {exc}") from None
-        ckpt = load_torch_checkpoint(weights, allow_pickle=bool(self.config.get("allow_pickle", False)),
+        ckpt = load_torch_checkpoint(weights, allow_pickle=as_bool(self.config.get("allow_pickle", False)),
                                      what="TruFor weights")
         if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
             raise AdapterLoadError(f"TruFor weights {weights}: expected a dict with key 'state_dict' (official format)")
@@ -163,7 +164,7 @@ class TruForAdapter(Adapter):
         if self._model is None:
             raise AdapterLoadError("adapter 'trufor': predict() called before load()")
         out = []
-        keep_conf = bool(self.config.get("keep_conf", True))
+        keep_conf = as_bool(self.config.get("keep_conf", True))
         for item in batch:  # full resolution: sizes differ, so one image per pass (as official)
             try:
                 x = torch.from_numpy(trufor_preprocess(item.image))[None].to(self._device)

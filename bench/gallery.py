@@ -43,7 +43,7 @@ def write_gallery(out: Path, samples: Sequence[Sample], conditions: Sequence[Con
     from bench.runner import safe_name, write_json_atomic
 
     cache = PredictionCache(cache_dir)
-    identity = spec.create().identity()
+    identity = spec.create().cache_identity()
     threshold = float(suite.protocol["mask_threshold"])
     index = {"samples": [], "conditions": {c.key: safe_name(c.key) for c in conditions}}
     for sub in ("images", "gt", "pred"):

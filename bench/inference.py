@@ -155,7 +155,7 @@ def infer_shard(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequen
         return adapter
 
     # identity without loading weights (cheap), so cached work needs no model at all
-    identity = spec.create().identity()
+    identity = spec.create().cache_identity()
     name = spec.name
 
     def flush() -> None:

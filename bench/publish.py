@@ -465,7 +465,6 @@ def publish(run_dir: Path | str, results_dir: Path | str = "results", allow_fail
         _copy_tree(Path(run_dir), tmp)
         meta = {
             "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "source": str(Path(run_dir).resolve()),
             "allow_failed": bool(allow_failed),
             "n_failed": checked.n_failed,
             "results_sha256": hashlib.sha256((tmp / RESULTS_FILE).read_bytes()).hexdigest(),

@@ -200,7 +200,7 @@ def _score(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Co
     from bench.scoring import CacheSource, rows_to_frame, score_chunk
 
     adapter = spec.create()
-    identity = adapter.identity()
+    identity = adapter.cache_identity()
     cache = PredictionCache(cache_dir)
     jobs = []
     for sample in samples:

@@ -227,8 +227,12 @@ class Adapter(abc.ABC):
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 0}
     flags: ClassVar[dict[str, Any]] = {}
     summary: ClassVar[str] = ""
-    #: True when predict() is a pure function of (image, config): the cache may reuse outputs.
+    #: True when predict() is a pure function of (image, config). The cache reuses outputs
+    #: either way (an API's answers cost money); results record the flag.
     deterministic: ClassVar[bool] = True
+    #: config keys that do not change outputs (timeouts, GPU lists, batch size ...): recorded in
+    #: results but left out of the cache key, so a re-run on other hardware reuses predictions.
+    runtime_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **config: Any):
         self.config: dict[str, Any] = dict(config)
@@ -245,13 +249,19 @@ class Adapter(abc.ABC):
         return None
 
     def identity(self) -> dict[str, Any]:
-        """Everything that determines outputs: goes into results and the cache key."""
+        """Name, version, full config and weights hash: recorded in results."""
         return {
             "name": self.name,
             "version": self.version,
             "config": self.config,
             "weights_sha256": self.weights_sha256(),
         }
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What determines outputs (the identity without ``runtime_keys``): the cache key."""
+        ident = self.identity()
+        ident["config"] = {k: v for k, v in ident["config"].items() if k not in self.runtime_keys}
+        return ident
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:

@@ -26,6 +26,12 @@ from bench.errors import BenchError, SampleError
 from bench.prediction_folders import read_legion_prediction, read_native_prediction
 from bench.types import ModelInput
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Weight hashes are remembered under the cache root: keep the user's cache out of tests."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path_factory.mktemp("bench-cache")))
+
+
 # A stand-in for LEGION's infer.py: same arguments (argparse rejects others), the same
 # environment demands (init_distributed_mode + DistributedSampler need RANK/WORLD_SIZE/...,
 # --local_rank 0; `eval` importable from the repo root), the same output layout.
@@ -235,10 +241,13 @@ def test_unknown_placeholder_is_a_load_error():
         a.load()
 
 
-def test_legion_load_checks_the_checkout(tmp_path):
-    a = LegionAdapter(repo=str(tmp_path), weights=str(tmp_path))
+def test_legion_load_checks_the_checkout_and_interpreter(tmp_path, fake_legion):
+    a = LegionAdapter(repo=str(tmp_path), weights=str(tmp_path), python=sys.executable)
     with pytest.raises(AdapterLoadError, match="infer.py not found"):
         a.load()
+    repo, weights = fake_legion
+    with pytest.raises(AdapterLoadError, match="interpreter of LEGION's own environment"):
+        LegionAdapter(repo=str(repo), weights=str(weights)).load()
 
 
 # -- prediction folder readers ---------------------------------------------------------------

@@ -25,6 +25,12 @@ from bench.types import ModelInput
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Weight hashes are remembered under the cache root: keep the user's cache out of tests."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path_factory.mktemp("bench-cache")))
+
+
 def _items() -> list[ModelInput]:
     rng = np.random.default_rng(3)
     out = []

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,12 @@ from adapters.hifinet import HifiNetAdapter, hifinet_preprocess
 from adapters.pal4vst import Pal4vstAdapter, pal4vst_preprocess
 from adapters.trufor import TruForAdapter, decode_unit_map_png, trufor_preprocess
 from bench.types import ModelInput
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Weight hashes are remembered under the cache root: keep the user's cache out of tests."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path_factory.mktemp("bench-cache")))
+
 
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 STD = np.array([58.395, 57.12, 57.375], np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, ClassVar, Sequence
+from typing import Sequence
 
 import numpy as np
 import pytest

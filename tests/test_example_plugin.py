@@ -4,6 +4,7 @@ point, and runs (installed with pip into a temporary target: offline, no build i
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,9 +21,11 @@ BENCH = Path(sys.executable).with_name("bench")
 def installed(tmp_path_factory) -> dict[str, str]:
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
+    source = build / "plugin"  # setuptools builds in the source tree: keep the repository clean
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "--target", str(target), str(PLUGIN)],
+         "--disable-pip-version-check", "--target", str(target), str(source)],
         capture_output=True, text=True, timeout=300, cwd=build,
         env=dict(os.environ, PIP_NO_CACHE_DIR="1", TMPDIR=str(build)),
     )

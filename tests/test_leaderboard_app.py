@@ -64,6 +64,7 @@ def app(results: Path, monkeypatch):
     def make(page: str = "leaderboard", query: dict | None = None) -> AppTest:
         return open_page(page, query)
 
+    make.results = results
     return make
 
 
@@ -222,10 +223,14 @@ def test_robustness_curves_and_drop_table(app) -> None:
         v = x100(ALPHA[cond]["miou"])
         assert a.loc[cond, "drop (points)"] == pytest.approx(clean - v)
         assert a.loc[cond, "relative drop %"] == pytest.approx(100 * (clean - v) / clean)
-    # the level tables put severity in order: clean, quality 50, quality 20
-    levels = [t for t in tables(at) if list(t.columns) == ["level", "condition"]]
-    jpeg = [t for t in levels if "jpeg(quality=50)" in set(t["condition"])][0]
+    # the curves put severity in order: clean, quality 50, quality 20
+    spec = json.loads(charts[1].proto.spec)
+    assert "level" in json.dumps(spec["layer"][0]["encoding"]["x"]["sort"])
+    runs = [r for r in D.load_runs(app.results).runs if r.adapter == "alpha"]
+    c = T.curves(runs, "miou")
+    jpeg = c[c["perturbation"] == "jpeg"].sort_values("level")
     assert list(jpeg["condition"]) == ["clean", "jpeg(quality=50)", "jpeg(quality=20)"]
+    assert list(jpeg["value"]) == pytest.approx([x100(ALPHA[k]["miou"]) for k in jpeg["condition"]])
     # gamma (other protocol) is not drawn with alpha and beta
     assert set(drops["adapter"]) == {"alpha", "beta"}
     at.selectbox(key="rb_group").set_value(1).run()
@@ -263,7 +268,7 @@ def test_samples_worst_first_with_pictures(app) -> None:
     assert at.selectbox(key="sm_a").value == "demo/beta__r-beta"
     table = tables(at)[0]
     assert list(table["sample_id"]) == ["img_001", "img_002", "img_000"]  # miou 0.2, 0.8, 0.9
-    assert table["miou"].tolist() == pytest.approx([0.2, 0.8, 0.9])
+    assert table["miou"].tolist() == pytest.approx([20.0, 80.0, 90.0])  # x100
     texts = [t.value for t in at.text]
     assert texts[0].startswith("sample img_001")
     assert "beta says two" in texts and "reference 1" in texts
@@ -282,8 +287,9 @@ def test_samples_side_by_side_and_condition(app) -> None:
     assert "beta says one" in texts and "explanation 0 by alpha" in texts
     per_sample = [t for t in tables(at) if list(t.columns) == ["metric", "A", "B"]]
     first = per_sample[0].set_index("metric")
-    assert first.loc["miou", "A"] == pytest.approx(ALPHA["jpeg(quality=20)"]["miou"][0])
-    assert first.loc["miou", "B"] == pytest.approx(BETA["jpeg(quality=20)"]["miou"][0])
+    assert first.loc["miou", "A"] == pytest.approx(100 * ALPHA["jpeg(quality=20)"]["miou"][0])
+    assert first.loc["miou", "B"] == pytest.approx(100 * BETA["jpeg(quality=20)"]["miou"][0])
+    assert first.loc["score", "A"] == pytest.approx(0.5)  # the fixture's score, a probability
 
 
 def test_gallery_reading_matches_files(results: Path) -> None:
@@ -435,3 +441,75 @@ def test_empty_results_folder(tmp_path: Path, monkeypatch) -> None:
             at.switch_page(f"views/{page}.py").run()
         assert not at.exception
         assert any("No results" in i.value for i in at.info)
+
+
+# -- a real demo run ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_results(tmp_path_factory) -> Path:
+    """`bench run --suite demo --adapter empty,random --perturb legion --limit 12`, then
+    `bench publish` of both runs (the demo data lives in the bench cache; CI generates it first)."""
+    tmp = tmp_path_factory.mktemp("demo")
+    runs, res = tmp / "runs", tmp / "results"
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--suite", "demo", "--adapter", "empty,random",
+           "--perturb", "legion", "--limit", "12", "--out", str(runs), "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("empty", "random"):
+        done = subprocess.run([sys.executable, "-m", "bench.cli", "publish", str(runs / name), "--results", str(res)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return res
+
+
+@pytest.mark.slow
+def test_every_page_on_a_real_demo_run(demo_results: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(demo_results))
+    files = sorted(demo_results.glob("demo/*/results.json"))
+    assert len(files) == 2
+    written = {d["adapter"]["name"]: d for d in (json.loads(f.read_text()) for f in files)}
+    conds = [c["key"] for c in written["empty"]["conditions"]]
+    assert len(conds) == 10 and conds[0] == "clean"
+
+    at = open_page("leaderboard", {"cond": conds})
+    t = table_with(at, "empty").set_index("adapter")
+    assert set(t.index) == {"empty", "random"}
+    for name, d in written.items():
+        for c in d["conditions"]:
+            for m, v in c["metrics"].items():
+                col = f"{m} · {c['key']}"
+                if v["value"] is None:
+                    assert math.isnan(t.loc[name, col])
+                else:
+                    assert t.loc[name, col] == pytest.approx(100 * v["value"]), (name, col)
+
+    at = open_page("robustness", {"metric": "miou"})
+    assert len(at.get("vega_lite_chart")) == 3  # jpeg, gaussian_noise, gaussian_blur
+    drops = [x for x in tables(at) if "drop (points)" in x.columns][0]
+    assert len(drops) == 2 * 9
+    row = drops[(drops["adapter"] == "random") & (drops["condition"] == "jpeg(quality=20)")].iloc[0]
+    cm = {c["key"]: c["metrics"]["miou"]["value"] for c in written["random"]["conditions"]}
+    assert row["drop (points)"] == pytest.approx(100 * (cm["clean"] - cm["jpeg(quality=20)"]))
+
+    at = open_page("samples", {"a": [f.parent.relative_to(demo_results).as_posix() for f in files
+                                     if "/empty__" in f.as_posix()][0], "gallery": "0"})
+    assert len(tables(at)[0]) == 12
+    assert len(at.image) >= 3  # the runner's gallery is drawn (image, ground truth, prediction)
+
+    at = open_page("protocol")
+    code = [c.value for c in at.code]
+    assert code[0] in {d["command"] for d in written.values()}
+    runs_t = tables(at)[2]
+    assert set(runs_t["fingerprint"]) == {written["empty"]["dataset"]["fingerprint"]}
+
+
+def test_leaderboard_command(tmp_path: Path, capsys) -> None:
+    from bench.cli import main
+    from bench.commands.leaderboard import app_path, streamlit_argv
+
+    assert main(["leaderboard", "--results", str(tmp_path / "nope")]) == 2
+    assert "results folder" in capsys.readouterr().err
+    argv = streamlit_argv(tmp_path, 8999, headless=True, address="127.0.0.1")
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4] == str(app_path()) == str(APP)
+    assert argv[argv.index("--server.port") + 1] == "8999"
+    assert argv[-3:] == ["--", "--results", str(tmp_path)]

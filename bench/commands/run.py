@@ -6,21 +6,26 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.conditions import parse_value
+import yaml
+
 from bench.errors import BenchError
 
 
 def parse_configs(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``ADAPTER.KEY=VALUE`` items -> {adapter: {key: value}} (values parsed as int/float/text;
-    ``true``/``false``/``null`` as JSON)."""
+    """``ADAPTER.KEY=VALUE`` items -> {adapter: {key: value}}; values are read as YAML scalars
+    or flow lists (``8``, ``0.5``, ``true``, ``null``, ``[512, 512]``), anything else as text."""
     out: dict[str, dict[str, Any]] = {}
     for item in items or []:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise BenchError(f"--config {item!r}: expected ADAPTER.KEY=VALUE, e.g. pal4vst.weights=/w/end2end.pt")
         lhs, value = item.split("=", 1)
         adapter, key = lhs.split(".", 1)
-        lowered = value.lower()
-        parsed: Any = {"true": True, "false": False, "null": None, "none": None}.get(lowered, parse_value(value))
+        try:
+            parsed: Any = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        if isinstance(parsed, dict) or (isinstance(parsed, str) and parsed != value.strip()):
+            parsed = value  # keep text such as "a: b" literally
         out.setdefault(adapter, {})[key] = parsed
     return out
 

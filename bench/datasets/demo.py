@@ -44,11 +44,9 @@ from __future__ import annotations
 import io
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,6 +236,8 @@ def _add_objects(rng: np.random.Generator, img: np.ndarray, surfaces: list[_Surf
         crop[:] = crop * (1 - cover[..., None]) + obj * cover[..., None]
         full = np.zeros((h, w), bool)
         full[y0:y1, x0:x1] = cover > 0.5
+        for earlier in surfaces:  # the new object hides what is behind it
+            earlier.mask &= ~full
         surfaces.append(_Surface(kind, full, True, cname))
         names.append(f"{_article(cname)} {cname} {kind}")
     return names
@@ -554,7 +554,7 @@ def _make_image(seed: int, index: int, fake: bool) -> tuple[bytes, str, dict[str
         data, ext = buf.getvalue(), ".jpg"
         pipeline["final"] = f"jpeg{q}"
     else:
-        ok, enc = cv2.imencode(".png", cv2.cvtColor(img8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        ok, enc = cv2.imencode(".png", cv2.cvtColor(img8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
         if not ok:  # pragma: no cover
             raise RuntimeError("PNG encoding failed")
         data, ext = enc.tobytes(), ".png"
@@ -583,22 +583,15 @@ def _write_image(args: tuple[int, int, bool, int, str]) -> dict[str, Any]:
     return {str(index): {"img_file_name": name, **record}}
 
 
-def _default_workers() -> int:
-    """2 processes where allowed (never inside a daemonic pool worker, which cannot fork)."""
-    if multiprocessing.current_process().daemon:
-        return 1
-    return max(1, min(2, os.cpu_count() or 1))
-
-
 def generate_demo(root: Path | str, seed: int = 0, n_fake: int = DEFAULT_N_FAKE,
-                  n_real: int = DEFAULT_N_REAL, workers: int | None = None) -> Path:
+                  n_real: int = DEFAULT_N_REAL) -> Path:
     """Write the demo into ``<root>/SynthScars/test/...`` and return ``<root>/SynthScars``.
 
     Written atomically: everything goes into a temporary folder beside it, which is then
     renamed. If ``<root>/SynthScars`` already exists (e.g. another process won a race) it is
     kept as it is and the fresh copy is discarded. Labels are interleaved in a seeded order;
-    file names (``img_0000.png`` ...) do not reveal the label. ``workers`` processes render
-    in parallel (default: up to 2); the output does not depend on their number.
+    file names (``img_0000.png`` ...) do not reveal the label. Single process: about 0.08 s
+    of CPU per image (the default 260 images in ~20 s).
     """
     if n_fake < 0 or n_real < 0 or n_fake + n_real == 0:
         raise ValueError(f"need a positive number of images (n_fake={n_fake}, n_real={n_real})")
@@ -618,14 +611,7 @@ def generate_demo(root: Path | str, seed: int = 0, n_fake: int = DEFAULT_N_FAKE,
         is_fake[np.random.default_rng([seed, 1 << 30]).permutation(n)[:n_fake]] = True
         width = max(4, len(str(n - 1)))
         jobs = [(int(seed), i, bool(is_fake[i]), width, str(img_dir)) for i in range(n)]
-        workers = _default_workers() if workers is None else max(1, int(workers))
-        if workers > 1 and n >= 8:
-            # spawn, not fork: the caller may hold threads (torch, a progress bar)
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                records = list(pool.map(_write_image, jobs, chunksize=4))
-        else:
-            records = [_write_image(job) for job in jobs]
+        records = [_write_image(job) for job in jobs]
         (ann_dir / "test.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
         try:
             os.rename(tmp, final)
@@ -647,7 +633,7 @@ def demo_cache_dir(seed: int = 0, n_fake: int = DEFAULT_N_FAKE, n_real: int = DE
 
 
 def ensure_demo(seed: int = 0, n_fake: int = DEFAULT_N_FAKE, n_real: int = DEFAULT_N_REAL,
-                root: Path | str | None = None, workers: int | None = None) -> Path:
+                root: Path | str | None = None) -> Path:
     """The demo's ``SynthScars`` folder, generated if absent.
 
     ``root`` (default: :func:`demo_cache_dir`) is the folder holding ``SynthScars/``; a
@@ -655,7 +641,7 @@ def ensure_demo(seed: int = 0, n_fake: int = DEFAULT_N_FAKE, n_real: int = DEFAU
     if root is not None and (Path(root) / "test" / "annotations" / "test.json").is_file():
         return Path(root)
     return generate_demo(Path(root) if root is not None else demo_cache_dir(seed, n_fake, n_real),
-                         seed, n_fake, n_real, workers)
+                         seed, n_fake, n_real)
 
 
 @register_dataset("demo")

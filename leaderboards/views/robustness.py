@@ -56,18 +56,18 @@ else:
         fdf = curves[curves["perturbation"] == fam].rename(columns={"value": "v", "lo": "l", "hi": "h"})
         st.subheader(ui.md_escape(fam))
         base = alt.Chart(fdf).encode(
-            x=alt.X("level:O", title="severity level (0 = clean)"),
-            color=alt.Color("adapter:N", title="adapter"),
+            x=alt.X("condition:N", title="condition (severity increases to the right)",
+                    sort=alt.EncodingSortField("level", op="min"), axis=alt.Axis(labelAngle=0)),
+            color=alt.Color("adapter:N", title="adapter", scale=alt.Scale(scheme="tableau10")),
         )
-        band = base.mark_area(opacity=0.2).encode(y=alt.Y("l:Q", title=f"{metric} x100"), y2="h:Q")
+        y_scale = alt.Scale(zero=False)
+        band = base.mark_area(opacity=0.15).encode(y=alt.Y("l:Q", title=f"{metric} x100", scale=y_scale), y2="h:Q")
         line = base.mark_line(point=True).encode(
-            y=alt.Y("v:Q", title=f"{metric} x100"),
+            y=alt.Y("v:Q", title=f"{metric} x100", scale=y_scale),
             tooltip=[alt.Tooltip("adapter:N"), alt.Tooltip("condition:N"), alt.Tooltip("v:Q", title="value", format=".2f"),
                      alt.Tooltip("l:Q", title="95% lo", format=".2f"), alt.Tooltip("h:Q", title="95% hi", format=".2f")],
         )
-        st.altair_chart(band + line, width="stretch")
-        levels = fdf.drop_duplicates("level")[["level", "condition"]].sort_values("level")
-        st.dataframe(levels, hide_index=True)
+        st.altair_chart((band + line).properties(height=280), width="stretch")
 
 st.subheader("Drop from clean")
 drops = T.drop_table(chosen, metric)

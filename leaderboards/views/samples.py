@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from bench.overlay import LEGEND, overlay_gt, overlay_prediction
+from bench.overlay import overlay_gt, overlay_prediction
 from leaderboards import data as D
 from leaderboards import tables as T
 from leaderboards import ui
 
 METRIC_COLUMNS = ("miou", "f1", "iou_fg", "fp_area", "rouge_l", "css", "score")
+#: per-sample metrics shown x100 like the leaderboard; ``score`` stays a probability in [0, 1]
+X100 = frozenset(METRIC_COLUMNS) - {"score"}
 ORDERS = ("worst first", "best first", "as stored")
 
 st.title("Samples")
@@ -79,18 +81,22 @@ if metric and order != "as stored":
 df_b = ui.samples(run_b) if run_b else pd.DataFrame()
 rows_b = df_b[df_b["condition"] == cond].set_index("sample_id") if not df_b.empty and "condition" in df_b else None
 
-st.caption(f"{len(rows_a)} sample(s) under this condition. Overlay colours: "
-           + ", ".join(f"{k}" for k in LEGEND) + " — ground truth yellow; prediction green = true positive, "
+st.caption(f"{len(rows_a)} sample(s) under this condition. Metrics x100 (score: probability of "
+           "synthetic, 0–1). Overlays: ground truth yellow; prediction green = true positive, "
            "vermillion = false positive, blue = missed.")
 table_cols = [c for c in ("sample_id", "label", "status", *METRIC_COLUMNS, "error", "explanation", "reference")
               if c in rows_a.columns]
-st.dataframe(rows_a[table_cols], hide_index=True)
+shown = rows_a[table_cols].copy()
+for c in X100 & set(shown.columns):
+    shown[c] = 100 * shown[c].astype("float64")
+st.dataframe(shown, hide_index=True)
 
 
 def _metrics_of(row: pd.Series | None) -> dict[str, float]:
     if row is None:
         return {}
-    return {m: float(row[m]) for m in METRIC_COLUMNS if m in row.index and pd.notna(row[m])}
+    return {m: float(row[m]) * (100 if m in X100 else 1) for m in METRIC_COLUMNS
+            if m in row.index and pd.notna(row[m])}
 
 
 def _pictures(run: D.Run, gal: D.Gallery | None, sid: str, gt: np.ndarray | None, img: np.ndarray | None):
