@@ -18,6 +18,9 @@ from bench.errors import BenchError, SampleError
 from bench.registry import ADAPTERS, PERTURBATIONS
 from bench.types import Adapter, ModelInput, Prediction, Sample
 
+#: The only sample metadata an adapter sees: never ground truth (labels, region counts, scores).
+ADAPTER_META_KEYS = ("file_name", "content_type", "source")
+
 #: An adapter is stopped when every sample of this many consecutive batches failed, and those
 #: batches held at least STOP_AFTER_FAILED_SAMPLES samples (so a batch size of 1 does not stop
 #: on three unlucky images).
@@ -249,7 +252,8 @@ def infer_shard(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequen
                     if progress:
                         progress(1)
                     continue
-                pending.append((key, ModelInput(sample.id, img, sample.file_name, cond.key, dict(sample.meta))))
+                meta = {k: sample.meta[k] for k in ADAPTER_META_KEYS if k in sample.meta}
+                pending.append((key, ModelInput(sample.id, img, sample.file_name, cond.key, meta)))
                 if bs is None:
                     bs = max(1, int(get_adapter().requirements.get("batch_size", 8)))
                 if len(pending) >= bs:

@@ -13,8 +13,8 @@ def _cell(m: dict[str, Any] | None) -> str:
         return "-"
     lo, hi = (m.get("ci95") or [None, None])
     if lo is None or hi is None:
-        return f"{100 * m['value']:.2f}"
-    return f"{100 * m['value']:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+        return f"{100 * m['value']:.1f}"
+    return f"{100 * m['value']:.1f} [{100 * lo:.1f},{100 * hi:.1f}]"
 
 
 def summary_table(results: Sequence[dict[str, Any]], condition: str = "clean") -> Table:
@@ -25,10 +25,10 @@ def summary_table(results: Sequence[dict[str, Any]], condition: str = "clean") -
             if c["key"] == condition:
                 metrics += [m for m in c["metrics"] if m not in metrics]
     suite = results[0]["suite"]["name"] if results else ""
-    table = Table(title=f"{suite} — {condition} (x100, 95% CI)")
-    table.add_column("adapter")
+    table = Table(title=f"{suite} — {condition} (x100, [95% CI])")
+    table.add_column("adapter", no_wrap=True)
     for m in metrics:
-        table.add_column(m, justify="right")
+        table.add_column(m, justify="right", no_wrap=True)
     table.add_column("n (failed)", justify="right")
     for r in results:
         cond = next((c for c in r["conditions"] if c["key"] == condition), None)

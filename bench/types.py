@@ -147,7 +147,8 @@ class ModelInput:
     """What an adapter receives per image: the (perturbed) RGB uint8 image and its identity.
 
     ``file_name`` is the original image file name (an external model writes its outputs under
-    it); ``condition`` is the condition key (``clean``, ``jpeg(quality=50)`` ...).
+    it); ``condition`` is the condition key (``clean``, ``jpeg(quality=50)`` ...); ``meta`` holds
+    only non-ground-truth fields (``file_name``, ``content_type``, ``source``), never the label.
     """
 
     sample_id: str

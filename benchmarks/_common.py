@@ -244,6 +244,84 @@ def report_to_parent(result: dict) -> None:
     print(CHILD_MARK + json.dumps(result), flush=True)
 
 
+def proc_status_kib(pid: int | str, field: str) -> int | None:
+    """A ``kB`` field of ``/proc/<pid>/status`` (Linux), e.g. VmHWM (peak RSS since the process's
+    last exec) or VmRSS; None when unavailable."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class WorkerPeakMonitor:
+    """Polls ``VmHWM`` of this process's multiprocessing workers (descendants whose command line
+    holds ``spawn_main``) every ``interval`` seconds, keeping each one's highest value.
+
+    Why not ``getrusage(RUSAGE_CHILDREN).ru_maxrss``: Linux keeps a process's high-water mark
+    across fork + exec, so any child forked while the parent is large (a worker started late, a
+    ``git`` subprocess for the environment record) reports the PARENT's size. ``VmHWM`` is reset
+    by exec. Linux only (reads ``/proc``); elsewhere it reports nothing.
+    """
+
+    def __init__(self, interval: float = 0.1):
+        import threading
+
+        self.interval = interval
+        self.peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "WorkerPeakMonitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _descendants(self) -> list[int]:
+        parent: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                        stat = f.read()
+                    parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+        me, out, frontier = os.getpid(), [], [os.getpid()]
+        while frontier:
+            p = frontier.pop()
+            kids = [c for c, pp in parent.items() if pp == p and c != me]
+            out += kids
+            frontier += kids
+        return out
+
+    def _sample(self) -> None:
+        for pid in self._descendants():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if b"spawn_main" not in cmd:
+                continue
+            hwm = proc_status_kib(pid, "VmHWM")
+            if hwm is not None:
+                self.peaks[pid] = max(self.peaks.get(pid, 0), hwm)
+
+    def _run(self) -> None:
+        if not os.path.isdir("/proc"):
+            return
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+
 def peak_rss_mib() -> tuple[float, float]:
     """(this process, largest finished child) peak resident set size in MiB (Linux: KiB units)."""
     s = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import platform
 import random
+import sys
 import time
 
 WORDS = ("the a hand finger shadow light reflection mirror window wall table cup ball box sky grass "
@@ -44,13 +45,14 @@ def best_time(fn, repeat: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=512, help="texts per batched measurement")
-    ap.add_argument("--n-single", type=int, default=128, help="texts for the one-at-a-time measurement")
+    ap.add_argument("--n", type=int, default=256, help="texts per batched measurement")
+    ap.add_argument("--n-single", type=int, default=64, help="texts for the one-at-a-time measurement")
     ap.add_argument("--model", default="all-MiniLM-L6-v2", help="CSS model name (as in protocol.css_model)")
-    ap.add_argument("--batch-sizes", default="8,32,64,128")
+    ap.add_argument("--batch-sizes", default="16,64")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
 
     import torch
 

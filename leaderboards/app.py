@@ -13,7 +13,7 @@ VIEWS = HERE / "views"
 st.set_page_config(page_title="synthbench leaderboard", layout="wide")
 
 PAGES = [
-    st.Page(VIEWS / "leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", url_path="leaderboard", default=True),
+    st.Page(VIEWS / "leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
     st.Page(VIEWS / "robustness.py", title="Robustness", icon=":material/trending_down:", url_path="robustness"),
     st.Page(VIEWS / "samples.py", title="Samples", icon=":material/image:", url_path="samples"),
     st.Page(VIEWS / "protocol.py", title="Protocol", icon=":material/description:", url_path="protocol"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -58,14 +59,18 @@ def samples(run: D.Run) -> pd.DataFrame:
 
 
 _MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~:$&\"'=^%@/;?,")
+_ZWSP = "\u200b"
+_WWW = re.compile(r"(?i)(www)\.")
 
 
 def md_escape(text: Any) -> str:
     """Text safe to embed in Streamlit Markdown: every ASCII punctuation character that
     Markdown, HTML or Streamlit's directives (``:red[...]``, ``:emoji:``, ``$math$``) could
-    interpret is backslash-escaped (CommonMark allows escaping any ASCII punctuation), and line
-    breaks become spaces."""
+    interpret is backslash-escaped (CommonMark allows escaping any ASCII punctuation), line
+    breaks become spaces, and GitHub-style autolinks (``http://``, ``www.``, ``a@b.c``), which
+    escapes do not stop, are broken with a zero-width space."""
     s = str(text).replace("\r", " ").replace("\n", " ")
+    s = _WWW.sub(lambda m: m.group(1) + _ZWSP + ".", s).replace("://", ":" + _ZWSP + "//").replace("@", "@" + _ZWSP)
     return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in s)
 
 

@@ -1,7 +1,8 @@
 """The generated ``demo`` dataset: SynthScars on-disk format, content, determinism, cache.
 
-A small demo (24 fake + 8 real) is generated twice (two folders) per test session; the full
-default demo is checked in a test marked slow.
+A small demo (16 fake + 6 real) is generated twice (two folders) per test session. The full
+default demo is checked in a test marked slow; it uses the default cache folder (the one
+``bench run --suite demo`` fills), so it only generates when that cache is absent.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bench.errors import BenchError
 from bench.registry import DATASETS, create_dataset
 from bench.types import FAKE, REAL
 
-N_FAKE, N_REAL = 24, 8
+N_FAKE, N_REAL = 16, 6
 HEAD = "Upon examining the image. I have found: "
 ELABORATE = "\nTo elaborate, I have found the following artifacts. "
 
@@ -43,15 +44,23 @@ def small(tmp_path_factory) -> Path:
     return root
 
 
+def _side(synthscars: Path) -> dict:
+    return json.loads((synthscars / "test" / demo.GENERATION_FILE).read_text("utf-8"))
+
+
 @pytest.fixture(scope="module")
 def records(small) -> list[dict]:
-    """The raw annotation records, read with json (independently of the loader)."""
+    """The raw annotation records, read with json (independently of the loader), with
+    ``_id`` (annotation id) and ``_kinds`` (artifact kinds from the side file) added."""
     items = json.loads((small / "SynthScars/test/annotations/test.json").read_text("utf-8"))
+    side = _side(small / "SynthScars")
+    assert side["version"] == demo.DEMO_VERSION and side["seed"] == 0
     out = []
     for item in items:
         assert isinstance(item, dict) and len(item) == 1
         (ann_id, rec), = item.items()
-        out.append({"_id": ann_id, **rec})
+        out.append({"_id": ann_id, "_kinds": side["images"][rec["img_file_name"]]["kinds"], **rec})
+    assert len(side["images"]) == len(out)
     return out
 
 
@@ -95,6 +104,9 @@ def test_sizes_in_range_and_not_all_square(small, records):
 
 def test_record_fields(records):
     for r in records:
+        # exactly SynthScars' fields + label + content_type: nothing that gives the answer away
+        # to an adapter (the loader passes extra record fields on as Sample.meta)
+        assert set(r) - {"_id", "_kinds"} == {"img_file_name", "caption", "refs", "label", "content_type"}
         assert isinstance(r["caption"], str) and r["content_type"] in ("scene", "object")
         for ref in r["refs"]:
             assert set(ref) == {"sentence", "explanation", "bbox", "segmentation", "category"}
@@ -105,7 +117,7 @@ def test_record_fields(records):
 
 def test_real_images_have_no_refs_and_empty_masks(records, samples):
     reals = [r for r in records if r["label"] == "real"]
-    assert reals and all(r["refs"] == [] and r["artifact_kinds"] == [] for r in reals)
+    assert reals and all(r["refs"] == [] and r["_kinds"] == [] for r in reals)
     for s in samples:
         if s.label == REAL:
             img = s.load_image()
@@ -115,14 +127,14 @@ def test_real_images_have_no_refs_and_empty_masks(records, samples):
 
 def test_artifact_kinds_and_categories(records):
     fakes = [r for r in records if r["label"] == "fake"]
-    kinds = Counter(k for r in fakes for k in r["artifact_kinds"])
+    kinds = Counter(k for r in fakes for k in r["_kinds"])
     cats = Counter(ref["category"] for r in fakes for ref in r["refs"])
     assert len(kinds) >= 4 and set(kinds) <= set(demo.KINDS)
     assert set(cats) == {"physics", "distortion", "structure"}
     for r in fakes:
         assert 1 <= len(r["refs"]) <= 3
-        assert len(r["artifact_kinds"]) == len(r["refs"]) == len(set(r["artifact_kinds"]))
-        for kind, ref in zip(r["artifact_kinds"], r["refs"]):
+        assert len(r["_kinds"]) == len(r["refs"]) == len(set(r["_kinds"]))
+        for kind, ref in zip(r["_kinds"], r["refs"]):
             assert ref["category"] == demo.KIND_CATEGORY[kind]
 
 
@@ -219,14 +231,14 @@ def test_area_fractions_realistic(samples):
 def test_deterministic_bytes(small, tmp_path):
     again = demo.generate_demo(tmp_path, seed=0, n_fake=N_FAKE, n_real=N_REAL)
     a, b = _tree_hashes(small / "SynthScars"), _tree_hashes(again)
-    assert len(a) == N_FAKE + N_REAL + 1 and a == b
+    assert len(a) == N_FAKE + N_REAL + 2 and a == b  # images, annotations, side file
 
 
 def test_other_seed_differs(small, tmp_path):
-    other = demo.generate_demo(tmp_path, seed=1, n_fake=N_FAKE, n_real=N_REAL)
+    other = demo.generate_demo(tmp_path, seed=1, n_fake=3, n_real=1)
     a, b = _tree_hashes(small / "SynthScars"), _tree_hashes(other)
-    same = [k for k in a if k in b and a[k] == b[k]]
-    assert not same
+    assert len(b) == 6
+    assert not [k for k in b if a.get(k) == b[k]]
 
 
 def test_existing_folder_is_kept(small):
@@ -296,14 +308,14 @@ def test_demo_unknown_option(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_default_demo(tmp_path, monkeypatch):
+def test_full_default_demo():
     """The default demo: 200 fake + 60 real, all five kinds, median area 2-8%."""
-    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
     ds = create_dataset("demo")
     ss = ds.samples()
     assert Counter(s.label for s in ss) == {FAKE: demo.DEFAULT_N_FAKE, REAL: demo.DEFAULT_N_REAL}
     assert len(ss) >= 200
-    kinds = Counter(k for s in ss for k in s.meta["artifact_kinds"])
+    side = _side(demo.demo_cache_dir() / "SynthScars")["images"]
+    kinds = Counter(k for s in ss for k in side[s.id]["kinds"])
     assert set(kinds) == set(demo.KINDS) and min(kinds.values()) >= 30
     fr = [s.load_mask(*s.load_image().shape[:2]).mean() for s in ss if s.label == FAKE]
     assert 0.02 <= float(np.median(fr)) <= 0.08

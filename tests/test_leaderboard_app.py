@@ -348,7 +348,7 @@ HOSTILE_NAME = "../../<img src=x onerror=alert(1)>"
 @pytest.fixture
 def hostile(tmp_path: Path, monkeypatch) -> Path:
     res = tmp_path / "results"
-    run = make_run(tmp_path / "run", adapter=HOSTILE_NAME, suite="**bold** <script>x</script>",
+    run = make_run(tmp_path / "run", adapter=HOSTILE_NAME, suite="**bold** <script>x</script> www.evil.example",
                    dataset="[ds](http://evil.example)", run_id="r1",
                    per_sample={"clean": {"miou": [0.1, 0.2]}, "jpeg(quality=50)": {"miou": [0.1, 0.1]}},
                    explanations=[HOSTILE_EXPL, HOSTILE_LINK], references=[HOSTILE_LINK, ":red[alarm] $x$"],
@@ -392,6 +392,8 @@ def _assert_escaped(at: AppTest) -> list[str]:
                 assert not re.search(r"(?<!\\)\]\(", s), f"markdown link in {kind}: {s!r}"
                 assert not re.search(r"(?<!\\)\*\*", s), f"markdown bold in {kind}: {s!r}"
                 assert not re.search(r"(?<!\\):red", s), f"directive in {kind}: {s!r}"
+                seen = unescape(s).lower()  # GitHub-style autolinks ignore backslash escapes
+                assert "://" not in seen and "www." not in seen, f"autolink in {kind}: {s!r}"
             elif kind in ("Text", "Code"):
                 plain.append(s)
     return plain
@@ -431,6 +433,10 @@ def test_md_escape() -> None:
     assert md_escape("[a](b)") == "\\[a\\]\\(b\\)"
     assert md_escape("a\nb") == "a b"
     assert md_escape("plain words 123") == "plain words 123"
+    # autolinks are broken by a zero-width space (what the reader sees is unchanged)
+    assert md_escape("http://x").replace("\u200b", "") == "http\\:\\/\\/x"
+    assert "://" not in unescape(md_escape("see https://evil.example"))
+    assert "www." not in unescape(md_escape("WWW.evil.example")).lower()
 
 
 def test_empty_results_folder(tmp_path: Path, monkeypatch) -> None:

@@ -67,7 +67,7 @@ for suite in sel_suites:
     groups = list(dict.fromkeys(sdf["group"]))
     labels = T.group_labels(groups)
     if len(groups) > 1:
-        diff = [f for f in T.differing_fields(groups)]
+        diff = T.differing_fields(groups)
         st.warning(f"{len(groups)} protocol/data groups in this suite, ranked separately; they differ in: "
                    + ui.md_escape(", ".join(diff)))
     for g in groups:
