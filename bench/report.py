@@ -14,7 +14,7 @@ def _cell(m: dict[str, Any] | None) -> str:
     lo, hi = (m.get("ci95") or [None, None])
     if lo is None or hi is None:
         return f"{100 * m['value']:.1f}"
-    return f"{100 * m['value']:.1f} [{100 * lo:.1f},{100 * hi:.1f}]"
+    return f"{100 * m['value']:.2f}\n[dim][{100 * lo:.1f},{100 * hi:.1f}][/dim]"
 
 
 def summary_table(results: Sequence[dict[str, Any]], condition: str = "clean") -> Table:
@@ -27,6 +27,7 @@ def summary_table(results: Sequence[dict[str, Any]], condition: str = "clean") -
     suite = results[0]["suite"]["name"] if results else ""
     table = Table(title=f"{suite} — {condition} (x100, [95% CI])")
     table.add_column("adapter", no_wrap=True)
+    table.show_lines = True
     for m in metrics:
         table.add_column(m, justify="right", no_wrap=True)
     table.add_column("n (failed)", justify="right")
@@ -40,7 +41,7 @@ def summary_table(results: Sequence[dict[str, Any]], condition: str = "clean") -
 
 
 def print_summary(results: Sequence[dict[str, Any]], console: Console | None = None) -> None:
-    console = console or Console(width=160)
+    console = console or Console(width=max(150, Console().width))
     if not results:
         return
     console.print(summary_table(results))
