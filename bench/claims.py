@@ -82,11 +82,12 @@ class Claim:
 
     def text(self) -> str:
         where = "/".join(x for x in (self.dataset, self.suite) if x) or "any dataset"
+        fmt = (lambda v: f"{v:.2f}") if self.scale == 100 else (lambda v: f"{v:g}")  # papers print 2 decimals
         if self.relative:
-            by = f" by {self.by:g}" if self.by is not None else ""
+            by = f" by {fmt(self.by)}" if self.by is not None else ""
             core = f"{self.method} beats {self.beats}{by} on {self.metric}"
         else:
-            core = f"{self.method} {self.metric} = {self.value:g}"
+            core = f"{self.method} {self.metric} = {fmt(self.value)}"
         return f"{core} [{self.condition}, {where}]"
 
 

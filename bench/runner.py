@@ -210,11 +210,12 @@ def _score(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Co
     cache.close()
     source = CacheSource(str(cache_dir))
     threshold = float(suite.protocol["mask_threshold"])
-    return rows_to_frame(list(_map_chunks(jobs, source, threshold, opts, desc=f"score {spec.name}", pool=pool)))
+    return rows_to_frame(list(_map_chunks(jobs, source, threshold, opts, desc=f"score {spec.name}",
+                                          pool=pool, reference_field=suite.protocol.get("reference_field"))))
 
 
 def _map_chunks(jobs, source, threshold, opts: RunOptions, desc: str,
-                pool: "WorkerPool | None" = None) -> Iterator[dict]:
+                pool: "WorkerPool | None" = None, reference_field: str | None = "caption") -> Iterator[dict]:
     from bench.scoring import score_chunk
 
     bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not opts.progress, leave=False,
@@ -222,7 +223,7 @@ def _map_chunks(jobs, source, threshold, opts: RunOptions, desc: str,
     try:
         if opts.n_workers == 1 or len(jobs) < 16:
             for job in jobs:
-                yield from score_chunk([job], source, threshold)
+                yield from score_chunk([job], source, threshold, reference_field)
                 bar.update(1)
             return
         per = max(4, math.ceil(len(jobs) / (opts.n_workers * 8)))
@@ -231,7 +232,7 @@ def _map_chunks(jobs, source, threshold, opts: RunOptions, desc: str,
         pool = pool or WorkerPool(opts.n_workers)
         try:
             ex = pool.get()
-            futures = [ex.submit(score_chunk, ch, source, threshold) for ch in chunks]
+            futures = [ex.submit(score_chunk, ch, source, threshold, reference_field) for ch in chunks]
             for fut, ch in zip(futures, chunks):  # in submission order: rows stay in dataset order
                 yield from fut.result()
                 bar.update(len(ch))

@@ -77,14 +77,17 @@ def _image_hw(sample: Sample) -> tuple[int, int]:
 
 
 def score_sample(sample: Sample, items: Sequence[tuple[str, Any]], source: PredictionSource,
-                 threshold: float) -> list[dict[str, Any]]:
+                 threshold: float, reference_field: str | None = "caption") -> list[dict[str, Any]]:
     """Rows for one sample under each (condition key, prediction ref) in ``items``.
 
     The ground-truth mask is built once, at the original image size, and shared by all
     conditions. Any SampleError fails that row (or all rows, for ground-truth problems).
     """
+    from bench.text_prep import reference_text
+
+    reference = reference_text(sample, reference_field) if reference_field else None
     base = {"sample_id": sample.id, "file_name": sample.file_name, "label": int(sample.label),
-            "reference": sample.reference}
+            "reference": reference}
     rows: list[dict[str, Any]] = []
     gt: np.ndarray | None = None
     gt_error: str | None = f"{sample.where}: {sample.error}" if sample.error else None
@@ -124,11 +127,11 @@ def score_sample(sample: Sample, items: Sequence[tuple[str, Any]], source: Predi
 
 
 def score_chunk(jobs: Sequence[tuple[Sample, Sequence[tuple[str, Any]]]], source: PredictionSource,
-                threshold: float) -> list[dict[str, Any]]:
+                threshold: float, reference_field: str | None = "caption") -> list[dict[str, Any]]:
     """Worker entry point: rows for a chunk of samples."""
     out: list[dict[str, Any]] = []
     for sample, items in jobs:
-        out.extend(score_sample(sample, items, source, threshold))
+        out.extend(score_sample(sample, items, source, threshold, reference_field))
     return out
 
 

@@ -99,6 +99,8 @@ def _regions_with_phrases(sample: Sample) -> str | None:
 #: Reference-field name -> function choosing the reference text of a sample (None = no reference).
 REFERENCE_FIELDS: dict[str, Callable[[Sample], str | None]] = {
     "caption": _caption,
+    # LOKI: the loader builds Sample.reference from the cleaned global + regional descriptions
+    "global+regional": _caption,
     "regions": _regions,
     "regions_with_phrases": _regions_with_phrases,
 }

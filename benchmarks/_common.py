@@ -188,10 +188,31 @@ class Timing:
     wall_s: float
     cpu_self_s: float       # user + sys of this process
     cpu_children_s: float   # user + sys of finished (waited-for) child processes
+    machine_busy_cores: float | None = None  # mean number of busy cores, all processes (Linux)
 
     @property
     def cpu_s(self) -> float:
         return self.cpu_self_s + self.cpu_children_s
+
+    @property
+    def others_cores(self) -> float | None:
+        """Mean cores used by OTHER processes meanwhile (busy - this process tree's CPU / wall):
+        how contended the machine was. Only meaningful when all our CPU is in the tree."""
+        if self.machine_busy_cores is None or self.wall_s <= 0:
+            return None
+        return max(0.0, self.machine_busy_cores - self.cpu_s / self.wall_s)
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies over all cores from /proc/stat (Linux), else None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return total - idle, total
 
 
 class Stopwatch:
@@ -199,6 +220,7 @@ class Stopwatch:
 
     def __enter__(self) -> "Stopwatch":
         self._w = time.perf_counter()
+        self._j = _cpu_jiffies()
         self._s = resource.getrusage(resource.RUSAGE_SELF)
         self._c = resource.getrusage(resource.RUSAGE_CHILDREN)
         return self
@@ -206,10 +228,15 @@ class Stopwatch:
     def __exit__(self, *exc: Any) -> None:
         s = resource.getrusage(resource.RUSAGE_SELF)
         c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        j = _cpu_jiffies()
+        busy = None
+        if j is not None and self._j is not None and j[1] > self._j[1]:
+            busy = (j[0] - self._j[0]) / (j[1] - self._j[1]) * (os.cpu_count() or 1)
         self.timing = Timing(
             time.perf_counter() - self._w,
             (s.ru_utime + s.ru_stime) - (self._s.ru_utime + self._s.ru_stime),
             (c.ru_utime + c.ru_stime) - (self._c.ru_utime + self._c.ru_stime),
+            busy,
         )
 
 
@@ -327,6 +354,15 @@ def peak_rss_mib() -> tuple[float, float]:
     s = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     c = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return s / 1024.0, c / 1024.0
+
+
+def contention(t: Timing) -> str:
+    """A short note on how busy the machine was during a measurement."""
+    if t.machine_busy_cores is None:
+        return ""
+    others = t.others_cores
+    return (f"[machine busy {t.machine_busy_cores:.2f} of {os.cpu_count()} cores"
+            + (f", other processes {others:.2f}]" if others is not None else "]"))
 
 
 def load_average() -> str:

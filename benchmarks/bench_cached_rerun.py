@@ -53,8 +53,8 @@ def main() -> None:
     for i, tag in enumerate(("first", "second")):
         t, res = _common.run_child(__file__, [*common, "--out-tag", f"rerun-{tag}"], env=env)
         runs.append((t, res))
-        print(f"{tag:6s} run: {t.wall_s:8.2f} s wall  {t.cpu_s:8.2f} s CPU (process tree)   "
-              f"inside run_suite {res['seconds']:7.2f} s   {res['timing']}")
+        print(f"{tag:6s} run: {t.wall_s:8.2f} s wall  {t.cpu_s:8.2f} s CPU (process tree) {_common.contention(t)}\n"
+              f"            inside run_suite {res['seconds']:7.2f} s   {res['timing']}")
     (t1, r1), (t2, r2) = runs
     same = r1["metrics"] == r2["metrics"]
     print(f"second run: n_inferred={r2['timing']['n_inferred']} n_calls={r2['timing']['n_calls']} "

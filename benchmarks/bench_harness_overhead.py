@@ -126,8 +126,8 @@ def main() -> None:
         t_h, res_h = _common.run_child(__file__, [*common, "--child", "harness", "--cache-tag", tag],
                                        env={"BENCH_CACHE": str(cache)})
         harnesses.append((t_h, res_h))
-        print(f"   round {r + 1}: floor {t_f.wall_s:7.2f} s wall ({t_f.cpu_s:7.2f} s CPU)   "
-              f"harness {t_h.wall_s:7.2f} s wall ({t_h.cpu_s:7.2f} s CPU)   "
+        print(f"   round {r + 1}: floor {t_f.wall_s:7.2f} s wall ({t_f.cpu_s:7.2f} s CPU) {_common.contention(t_f)}")
+        print(f"            harness {t_h.wall_s:7.2f} s wall ({t_h.cpu_s:7.2f} s CPU) {_common.contention(t_h)}; "
               f"in run_suite {res_h['seconds']:.2f} s: {res_h['timing']}")
 
     # same work: the metric values must agree
@@ -144,6 +144,8 @@ def main() -> None:
           f"({1000 * best_h[0].wall_s / items:.2f} ms wall per image-condition)")
     print(f"ratio harness / floor: {best_h[0].wall_s / best_f[0].wall_s:.2f}x wall, "
           f"{best_h[0].cpu_s / best_f[0].cpu_s:.2f}x CPU   (target: within 1.3x)")
+    print("   (on a busy machine wall times stretch and I/O waits such as fsync hide behind other "
+          "processes' work: compare CPU times, and wall times only when 'other processes' is near 0)")
 
 
 if __name__ == "__main__":

@@ -88,9 +88,10 @@ def main() -> None:
         t, res = _common.run_child(__file__, [*passthrough, "--child", executor], env={"BENCH_CACHE": str(cache)})
         out[executor] = (t, res)
         init = f"ray.init {res['ray_init_s']:.2f} s, " if res["ray_init_s"] is not None else ""
+        busy = "" if t.machine_busy_cores is None else f" [machine busy {t.machine_busy_cores:.2f} of {os.cpu_count()} cores]"
         print(f"{executor:5s}: process {t.wall_s:7.2f} s wall; {init}run_suite {res['seconds']:7.2f} s; "
               f"infer phase {res['timing']['infer_s']:7.2f} s; score phase {res['timing']['score_s']:.2f} s   "
-              f"({res['timing']['n_inferred']} inferred)")
+              f"({res['timing']['n_inferred']} inferred){busy}")
     (tl, rl), (tr, rr) = out["local"], out["ray"]
     print(f"same metric values: {rl['metrics'] == rr['metrics']}")
     print(f"speed-up Ray 2 workers over local 1 worker: infer phase {rl['timing']['infer_s'] / rr['timing']['infer_s']:.2f}x, "

@@ -1,11 +1,15 @@
 """The leaderboard's tables, built from validated runs (pure pandas; no Streamlit here).
 
-Comparability: two runs are ranked in one column only when they agree on the dataset (name,
-split, fingerprint, number of samples, limit) and on every protocol choice (mask threshold,
-CSS model, reference field, text cleaning, ROUGE implementation, which images localization is
-scored on ...). The bootstrap settings change only the intervals, not the values, and do not
-split. Each set of mutually comparable runs is a *group*; groups are shown as separate tables,
-labelled with what differs.
+Comparability. Two results share a leaderboard column only when they agree on
+- the dataset (name, split, fingerprint, number of samples, limit): otherwise they are in
+  separate tables (one per dataset *group*, labelled with what differs), and
+- every protocol choice that affects that metric (its *variant*): the mask threshold and
+  which images are scored for pixel metrics; the reference field and text cleaning for text
+  metrics; the ROUGE implementation for ``rouge_l``; the CSS model for ``css``. A metric whose
+  results differ in such a choice gets one column per variant, labelled with what differs.
+  Protocol keys this module does not know affect every metric (the safe side). Bootstrap
+  settings change only intervals and never split; ``css_model_info.path`` (where the model
+  lies on one machine) is not a choice and is ignored.
 
 Values in results are fractions in [0, 1]; every table here shows them x100.
 """
@@ -20,8 +24,21 @@ import pandas as pd
 
 from leaderboards.data import Run, metric_value
 
-#: Protocol keys that do not change metric values (only their intervals): never split on them.
-NOT_SPLITTING_PROTOCOL_KEYS = frozenset({"bootstrap"})
+#: Which metrics a protocol key affects: metric kinds ("pixel", "text", "detection") and/or
+#: metric names. An empty set: affects no value (bootstrap: intervals only). Keys not listed
+#: here affect every metric.
+PROTOCOL_SCOPE: dict[str, frozenset[str]] = {
+    "mask_threshold": frozenset({"pixel"}),
+    "localization_images": frozenset({"pixel"}),
+    "reference_field": frozenset({"text"}),
+    "text_cleaning": frozenset({"text"}),
+    "rouge_impl": frozenset({"rouge_l"}),
+    "css_model": frozenset({"css"}),
+    "css_model_info": frozenset({"css"}),
+    "bootstrap": frozenset(),
+}
+#: (key, sub-key) pairs that describe one machine, not a protocol choice.
+INFORMATIONAL = frozenset({("css_model_info", "path")})
 #: Dataset keys that identify the scored images.
 DATASET_KEYS = ("name", "split", "fingerprint", "n_samples", "limit")
 #: Usual column order (other metrics follow alphabetically).
@@ -66,21 +83,35 @@ def order_metrics(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda m: (pref.get(m, len(pref)), m))
 
 
-# -- comparability groups -----------------------------------------------------------------
+# -- comparability ------------------------------------------------------------------------
 
-def comparability(run: Run) -> dict[str, Any]:
-    """What must be equal for two runs to share a column."""
+def dataset_key(run: Run) -> str:
+    """The dataset identity (JSON): runs with different keys are in different tables."""
     ds = run.data["dataset"]
-    proto = {k: v for k, v in run.data["protocol"].items() if k not in NOT_SPLITTING_PROTOCOL_KEYS}
-    return {"dataset": {k: ds.get(k) for k in DATASET_KEYS}, "protocol": proto}
+    return json.dumps({"dataset": {k: ds.get(k) for k in DATASET_KEYS}}, sort_keys=True, default=str)
 
 
-def group_key(run: Run) -> str:
-    return json.dumps(comparability(run), sort_keys=True, default=str)
+def metric_protocol(run: Run, metric: str) -> dict[str, Any]:
+    """The protocol choices of ``run`` that affect ``metric`` (see PROTOCOL_SCOPE)."""
+    kind = metric_info(metric)["kind"]
+    out: dict[str, Any] = {}
+    for k, v in run.data["protocol"].items():
+        scope = PROTOCOL_SCOPE.get(k)
+        if scope is not None and not (kind in scope or metric in scope):
+            continue
+        if isinstance(v, dict):
+            v = {sk: sv for sk, sv in v.items() if (k, sk) not in INFORMATIONAL}
+        out[k] = v
+    return out
+
+
+def variant_key(run: Run, metric: str) -> str:
+    """JSON of the protocol choices that must agree for ``metric`` values to share a column."""
+    return json.dumps({"protocol": metric_protocol(run, metric)}, sort_keys=True, default=str)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
+    if isinstance(d, dict) and d:
         out: dict[str, Any] = {}
         for k, v in d.items():
             out.update(_flatten(v, f"{prefix}{k}."))
@@ -88,33 +119,55 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: d}
 
 
-def _short(v: Any, n: int = 12) -> str:
+def _short(v: Any, n: int = 24) -> str:
     s = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
     return s if len(s) <= 40 else s[:n] + "…"
 
 
-def group_labels(keys: Sequence[str]) -> dict[str, str]:
-    """A human label per group key: the dataset, plus every field whose value differs between
-    the groups given (so two tables say exactly why they are separate)."""
+def differing_fields(keys: Sequence[str]) -> list[str]:
+    """Dotted names of the fields whose values differ between the JSON keys given (e.g.
+    ``protocol.css_model``, ``dataset.fingerprint``); a field missing in some counts as
+    differing."""
+    flat = [_flatten(json.loads(k)) for k in keys]
+    fields = sorted({f for d in flat for f in d})
+    return [f for f in fields if len({json.dumps(d.get(f, "<absent>"), sort_keys=True, default=str) for d in flat}) > 1]
+
+
+def _what_differs(keys: Sequence[str]) -> dict[str, str]:
+    """Per key: "field=value · ..." for the fields that differ between the keys."""
     flat = {k: _flatten(json.loads(k)) for k in keys}
-    fields = sorted({name for d in flat.values() for name in d})
-    differing = [f for f in fields if len({json.dumps(flat[k].get(f), sort_keys=True, default=str) for k in keys}) > 1]
+    diff = differing_fields(keys)
+    return {k: " · ".join(f"{d.split('.', 1)[1]}={_short(flat[k].get(d, '(not recorded)'))}" for d in diff)
+            for k in keys}
+
+
+def group_labels(keys: Sequence[str]) -> dict[str, str]:
+    """A label per dataset key: the dataset, plus every field that differs between the keys
+    given (so two tables say exactly why they are separate)."""
+    extra = _what_differs(keys)
     labels = {}
     for k in keys:
-        f = flat[k]
+        f = _flatten(json.loads(k))
         base = f"dataset {f.get('dataset.name')}/{f.get('dataset.split')} " \
                f"(fingerprint {str(f.get('dataset.fingerprint'))[:12]}, {f.get('dataset.n_samples')} samples)"
-        extra = [f"{d.split('.', 1)[1]}={_short(f.get(d))}" for d in differing
-                 if d not in ("dataset.name", "dataset.split")]
-        labels[k] = base + (" · " + " · ".join(extra) if extra else "")
+        more = " · ".join(p for p in extra[k].split(" · ")
+                          if p and not p.startswith(("name=", "split=")))
+        labels[k] = base + (" · " + more if more else "")
     return labels
 
 
-def differing_fields(keys: Sequence[str]) -> list[str]:
-    """Dotted names of the fields that differ between groups (e.g. ``protocol.css_model``)."""
-    flat = [_flatten(json.loads(k)) for k in keys]
-    fields = sorted({f for d in flat for f in d})
-    return [f for f in fields if len({json.dumps(d.get(f), sort_keys=True, default=str) for d in flat}) > 1]
+def variant_labels(df: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(metric, variant key) -> column label: the metric name alone when the metric has one
+    variant in ``df``, else ``metric [what differs]``."""
+    out: dict[tuple[str, str], str] = {}
+    for m in df["metric"].unique():
+        variants = list(dict.fromkeys(df.loc[df["metric"] == m, "variant"]))
+        if len(variants) == 1:
+            out[(m, variants[0])] = m
+        else:
+            for v, text in _what_differs(variants).items():
+                out[(m, v)] = f"{m} [{text}]"
+    return out
 
 
 # -- badges -------------------------------------------------------------------------------
@@ -147,26 +200,28 @@ def badges(run: Run) -> str:
 # -- the leaderboard ----------------------------------------------------------------------
 
 LONG_COLUMNS = ["suite", "group", "run", "run_id", "adapter", "row", "badges", "dataset", "condition",
-                "perturbation", "metric", "task", "higher_is_better", "value", "lo", "hi", "n"]
+                "perturbation", "metric", "variant", "task", "higher_is_better", "value", "lo", "hi", "n"]
 
 
 def row_labels(runs: Sequence[Run]) -> dict[str, str]:
     """Row label per run folder: the adapter name, plus the run id where one adapter has
-    several runs in the same suite and group."""
+    several runs in the same suite and dataset group."""
     count: dict[tuple, int] = {}
     for r in runs:
-        count[(r.suite, group_key(r), r.adapter)] = count.get((r.suite, group_key(r), r.adapter), 0) + 1
-    return {r.rel: r.adapter if count[(r.suite, group_key(r), r.adapter)] == 1 else f"{r.adapter} [{r.run_id}]"
+        count[(r.suite, dataset_key(r), r.adapter)] = count.get((r.suite, dataset_key(r), r.adapter), 0) + 1
+    return {r.rel: r.adapter if count[(r.suite, dataset_key(r), r.adapter)] == 1 else f"{r.adapter} [{r.run_id}]"
             for r in runs}
 
 
 def long_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """One row per (run, condition, metric): value, lo, hi as x100."""
+    """One row per (run, condition, metric): value, lo, hi as x100, with the run's dataset
+    group and the metric's protocol variant."""
     labels = row_labels(runs)
     rows = []
     for r in runs:
-        g = group_key(r)
+        g = dataset_key(r)
         b = badges(r)
+        variants = {m: variant_key(r, m) for c in r.conditions for m in (c.get("metrics") or {})}
         for c in r.conditions:
             for m in sorted((c.get("metrics") or {})):
                 v, lo, hi = metric_value(c, m)
@@ -175,7 +230,7 @@ def long_table(runs: Sequence[Run]) -> pd.DataFrame:
                 rows.append({"suite": r.suite, "group": g, "run": r.rel, "run_id": r.run_id, "adapter": r.adapter,
                              "row": labels[r.rel], "badges": b, "dataset": r.data["dataset"]["name"],
                              "condition": c["key"], "perturbation": c["perturbation"], "metric": m,
-                             "task": info["task"], "higher_is_better": info["higher_is_better"],
+                             "variant": variants[m], "task": info["task"], "higher_is_better": info["higher_is_better"],
                              "value": 100 * v, "lo": 100 * lo, "hi": 100 * hi,
                              "n": mm.get("n") if isinstance(mm, dict) else None})
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
@@ -198,15 +253,12 @@ def filter_long(df: pd.DataFrame, *, suites: Iterable[str] | None = None, tasks:
     return df[keep]
 
 
-def column_name(metric: str, condition: str, multi_condition: bool) -> str:
-    return f"{metric} · {condition}" if multi_condition else metric
-
-
 def wide_table(df: pd.DataFrame, metrics: Sequence[str], conditions: Sequence[str],
                sort_metric: str | None = None, with_ci: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
-    """One group's leaderboard: a row per run, a value column (x100) per (metric, condition)
-    with its 95% interval as text in the next column. Sorted by ``sort_metric`` on the first
-    condition (best first, by the metric's direction; missing last) and ranked.
+    """One dataset group's leaderboard: a row per run, a value column (x100) per (metric,
+    protocol variant, condition) with its 95% interval as text in the next column. Ranked by
+    the first column of ``sort_metric`` (its most common variant, first condition): best first
+    by the metric's direction, rows without a value in that column unranked and last.
 
     Returns (table, {value column: metric}) so the caller can attach per-column help.
     """
@@ -214,21 +266,26 @@ def wide_table(df: pd.DataFrame, metrics: Sequence[str], conditions: Sequence[st
     runs = df.drop_duplicates("run")[["run", "row", "badges"]]
     out = pd.DataFrame({"adapter": runs["row"].to_numpy(), "badges": runs["badges"].to_numpy()},
                        index=runs["run"].to_numpy())
+    vlabels = variant_labels(df)
     value_cols: dict[str, str] = {}
     for m in metrics:
-        for c in conditions:
-            sub = df[(df["metric"] == m) & (df["condition"] == c)].set_index("run")
-            if sub.empty:
-                continue
-            col = column_name(m, c, multi)
-            out[col] = sub["value"].reindex(out.index).astype("float64")
-            value_cols[col] = m
-            if with_ci:
-                out[f"{col} 95% CI"] = [
-                    "" if math.isnan(lo) or math.isnan(hi) else f"{lo:.2f}–{hi:.2f}"
-                    for lo, hi in zip(sub["lo"].reindex(out.index).astype("float64"),
-                                      sub["hi"].reindex(out.index).astype("float64"))]
-    sort_col = None
+        mdf = df[df["metric"] == m]
+        # the variant held by most runs first
+        variants = list(mdf.groupby("variant")["run"].nunique().sort_values(ascending=False, kind="mergesort").index)
+        for v in variants:
+            for c in conditions:
+                sub = mdf[(mdf["variant"] == v) & (mdf["condition"] == c)].set_index("run")
+                if sub.empty:
+                    continue
+                base = vlabels[(m, v)]
+                col = f"{base} · {c}" if multi else base
+                out[col] = sub["value"].reindex(out.index).astype("float64")
+                value_cols[col] = m
+                if with_ci:
+                    out[f"{col} 95% CI"] = [
+                        "" if math.isnan(lo) or math.isnan(hi) else f"{lo:.2f}–{hi:.2f}"
+                        for lo, hi in zip(sub["lo"].reindex(out.index).astype("float64"),
+                                          sub["hi"].reindex(out.index).astype("float64"))]
     if value_cols:
         wanted = sort_metric if sort_metric in value_cols.values() else next(iter(value_cols.values()))
         sort_col = next(col for col, m in value_cols.items() if m == wanted)
@@ -256,12 +313,34 @@ def severity_key(cond: dict) -> tuple:
     return (1, (), str(cond.get("key")))
 
 
-def curves(runs: Sequence[Run], metric: str) -> pd.DataFrame:
-    """Per (run, perturbation, level): the metric x100 with its interval. Each perturbation's
-    curve starts at the clean condition (level 0); levels count up with severity."""
+def metric_variants(runs: Sequence[Run]) -> dict[str, tuple[str, str]]:
+    """Choosable metrics of comparable runs: label -> (metric, variant key); the label is the
+    metric name, with what differs when its results come in several protocol variants."""
+    rows = [{"metric": m, "variant": variant_key(r, m)}
+            for r in runs for c in r.conditions for m in (c.get("metrics") or {})]
+    if not rows:
+        return {}
+    labels = variant_labels(pd.DataFrame(rows).drop_duplicates())
+    order = {m: i for i, m in enumerate(order_metrics({m for m, _ in labels}))}
+    return {lab: key for key, lab in sorted(labels.items(), key=lambda kv: (order[kv[0][0]], kv[1]))}
+
+
+def has_metric(run: Run, metric: str) -> bool:
+    return any(metric in (c.get("metrics") or {}) for c in run.conditions)
+
+
+def in_variant(runs: Sequence[Run], metric: str, variant: str | None) -> list[Run]:
+    """The runs that report ``metric`` under the protocol ``variant`` (None: any variant)."""
+    return [r for r in runs if has_metric(r, metric) and (variant is None or variant_key(r, metric) == variant)]
+
+
+def curves(runs: Sequence[Run], metric: str, variant: str | None = None) -> pd.DataFrame:
+    """Per (run, perturbation, level): the metric x100 with its interval, for the runs whose
+    protocol ``variant`` of the metric matches (None: all). Each perturbation's curve starts at
+    the clean condition (level 0); levels count up with severity."""
     labels = row_labels(runs)
     rows = []
-    for r in runs:
+    for r in in_variant(runs, metric, variant):
         clean = next((c for c in r.conditions if c["perturbation"] == "clean"), None)
         fams: dict[str, list[dict]] = {}
         for c in r.conditions:
@@ -276,14 +355,14 @@ def curves(runs: Sequence[Run], metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["adapter", "perturbation", "level", "condition", "value", "lo", "hi"])
 
 
-def drop_table(runs: Sequence[Run], metric: str) -> pd.DataFrame:
-    """Per run and perturbed condition: drop from clean in points (x100) and relative drop in
-    percent of the clean value. A drop is a change for the worse: clean - value for a
-    higher-is-better metric, value - clean for a lower-is-better one."""
+def drop_table(runs: Sequence[Run], metric: str, variant: str | None = None) -> pd.DataFrame:
+    """Per run (of the given protocol ``variant``) and perturbed condition: drop from clean in
+    points (x100) and relative drop in percent of the clean value. A drop is a change for the
+    worse: clean - value for a higher-is-better metric, value - clean for a lower-is-better one."""
     hib = metric_info(metric)["higher_is_better"]
     labels = row_labels(runs)
     rows = []
-    for r in runs:
+    for r in in_variant(runs, metric, variant):
         clean = next((c for c in r.conditions if c["perturbation"] == "clean"), None)
         if clean is None:
             continue
@@ -342,14 +421,14 @@ def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
 # -- CSV export ---------------------------------------------------------------------------
 
 EXPORT_COLUMNS = {"suite": "suite", "group_label": "group", "row": "adapter", "badges": "badges",
-                  "condition": "condition", "metric": "metric", "value": "value_x100", "lo": "ci95_lo_x100",
+                  "condition": "condition", "metric": "metric", "column": "column", "value": "value_x100", "lo": "ci95_lo_x100",
                   "hi": "ci95_hi_x100", "n": "n", "run_id": "run_id", "run": "folder"}
 
 
 def export_csv(parts: Sequence[pd.DataFrame]) -> bytes:
     """The shown cells in long form (one line per adapter x condition x metric), UTF-8 CSV,
-    protected against spreadsheet formula injection. ``parts`` are long-table slices with a
-    ``group_label`` column."""
+    protected against spreadsheet formula injection. ``parts`` are long-table slices with
+    ``group_label`` and ``column`` (the metric's column label, naming its protocol variant)."""
     if not parts:
         return b""
     df = pd.concat(parts)[list(EXPORT_COLUMNS)].rename(columns=EXPORT_COLUMNS)

@@ -27,12 +27,13 @@ APP = Path(__file__).resolve().parents[1] / "leaderboards" / "app.py"
 PAGES = ("leaderboard", "robustness", "samples", "protocol")
 
 # per-sample values (fractions) for 3 fake images; the leaderboard shows mean x100
-ALPHA = {"clean": {"miou": [0.5, 0.6, 0.7], "f1": [0.3, 0.4, 0.5]},
-         "jpeg(quality=50)": {"miou": [0.4, 0.5, 0.6], "f1": [0.2, 0.3, 0.4]},
-         "jpeg(quality=20)": {"miou": [0.3, 0.4, 0.5], "f1": [0.1, 0.2, 0.3]},
-         "gaussian_noise(sigma=0.1)": {"miou": [0.45, 0.5, 0.55], "f1": [0.2, 0.2, 0.2]}}
+ALPHA = {"clean": {"miou": [0.5, 0.6, 0.7], "f1": [0.3, 0.4, 0.5], "css": [0.7, 0.7, 0.7]},
+         "jpeg(quality=50)": {"miou": [0.4, 0.5, 0.6], "f1": [0.2, 0.3, 0.4], "css": [0.6, 0.6, 0.6]},
+         "jpeg(quality=20)": {"miou": [0.3, 0.4, 0.5], "f1": [0.1, 0.2, 0.3], "css": [0.5, 0.5, 0.5]},
+         "gaussian_noise(sigma=0.1)": {"miou": [0.45, 0.5, 0.55], "f1": [0.2, 0.2, 0.2], "css": [0.6, 0.7, 0.8]}}
 BETA = {k: {m: [round(0.9 * x, 6) for x in v] for m, v in d.items()} for k, d in ALPHA.items()}
 BETA["clean"]["miou"] = [0.9, 0.2, 0.8]  # beta is best on clean mIoU, its worst sample is img_001
+GAMMA = {k: {m: [round(0.5 * x, 6) for x in v] for m, v in d.items()} for k, d in ALPHA.items()}
 
 
 def x100(vals) -> float:
@@ -47,8 +48,9 @@ def results(tmp_path_factory) -> Path:
                      flags={"external": True, "finetuned_on": "demo"}), res)
     publish(make_run(tmp / "runs" / "beta", adapter="beta", run_id="r-beta", per_sample=BETA,
                      explanations=["beta says one", "beta says two", "beta says three"]), res)
-    # same suite and data, another CSS model: must never share a column with alpha / beta
-    publish(make_run(tmp / "runs" / "gamma", adapter="gamma", run_id="r-gamma", per_sample=BETA,
+    # same suite and data, another CSS model: its css must never share a column with alpha's /
+    # beta's, while its miou and f1 (which the CSS model does not affect) do
+    publish(make_run(tmp / "runs" / "gamma", adapter="gamma", run_id="r-gamma", per_sample=GAMMA,
                      protocol={"css_model": "other-embedder"}), res)
     # a run with a failed sample, published with --allow-failed
     publish(make_run(tmp / "runs" / "delta", adapter="delta", suite="other", run_id="r-delta",
@@ -112,8 +114,8 @@ def table_with(at: AppTest, adapter: str) -> pd.DataFrame:
 def test_leaderboard_values_intervals_and_ranking(app) -> None:
     at = app()
     t = table_with(at, "alpha")
-    assert list(t["adapter"]) == ["beta", "alpha"]  # ranked by clean mIoU, best first
-    assert list(t["#"]) == [1, 2]
+    assert list(t["adapter"]) == ["beta", "alpha", "gamma"]  # ranked by clean mIoU, best first
+    assert list(t["#"]) == [1, 2, 3]
     row = t.set_index("adapter").loc["alpha"]
     assert row["miou"] == pytest.approx(x100(ALPHA["clean"]["miou"]))
     assert row["f1"] == pytest.approx(x100(ALPHA["clean"]["f1"]))
@@ -127,14 +129,83 @@ def test_leaderboard_values_intervals_and_ranking(app) -> None:
 
 def test_protocol_split_never_shares_a_column(app) -> None:
     at = app()
-    t_ab, t_g = table_with(at, "alpha"), table_with(at, "gamma")
-    assert set(t_ab["adapter"]) == {"alpha", "beta"}
-    assert set(t_g["adapter"]) == {"gamma"}
-    # both tables are labelled with what differs
-    subs = [unescape(s.value) for s in at.subheader]
-    assert sum("css_model=other-embedder" in s for s in subs) == 1
-    assert sum("css_model=all-MiniLM-L6-v2" in s for s in subs) == 1
-    assert any("protocol.css_model" in unescape(w.value) for w in at.warning)
+    t = table_with(at, "gamma").set_index("adapter")
+    css_cols = [c for c in t.columns if c.startswith("css") and not c.endswith("CI")]
+    assert sorted(css_cols) == ["css [css_model=all-MiniLM-L6-v2]", "css [css_model=other-embedder]"]
+    mini, other = t["css [css_model=all-MiniLM-L6-v2]"], t["css [css_model=other-embedder]"]
+    # no column holds values from both CSS models
+    assert mini[["alpha", "beta"]].tolist() == pytest.approx([x100(ALPHA["clean"]["css"]), x100(BETA["clean"]["css"])])
+    assert math.isnan(mini["gamma"]) and math.isnan(other["alpha"]) and math.isnan(other["beta"])
+    assert other["gamma"] == pytest.approx(x100(GAMMA["clean"]["css"]))
+    # metrics the CSS model does not affect are ranked together
+    assert t["miou"].tolist() == pytest.approx([x100(BETA["clean"]["miou"]), x100(ALPHA["clean"]["miou"]),
+                                                x100(GAMMA["clean"]["miou"])])
+    assert any("css" in unescape(c.value) and "differ in protocol" in unescape(c.value) for c in at.caption)
+    # ranking by a split metric ranks only within its column
+    at.selectbox(key="lb_sort").set_value("css").run()
+    t = table_with(at, "gamma")
+    assert list(t["adapter"]) == ["alpha", "beta", "gamma"] and t["#"].tolist()[:2] == [1, 2]
+    assert pd.isna(t["#"].tolist()[2])
+
+
+def _runs(tmp_path: Path, specs: list[dict]) -> list:
+    res = tmp_path / "res"
+    for i, spec in enumerate(specs):
+        publish(make_run(tmp_path / f"r{i}", run_id=f"r{i}", adapter=f"a{i}", **spec), res)
+    return sorted(D.load_runs(res).runs, key=lambda r: r.adapter)
+
+
+def test_mask_threshold_splits_pixel_metrics_only(tmp_path: Path) -> None:
+    ps = {"clean": {"miou": [0.5, 0.5, 0.5], "rouge_l": [0.2, 0.2, 0.2], "det_auc": [0.7, 0.7, 0.7]}}
+    runs = _runs(tmp_path, [{"per_sample": ps}, {"per_sample": ps, "protocol": {"mask_threshold": 0.3}}])
+    long = T.long_table(runs)
+    table, cols = T.wide_table(long, ["miou", "rouge_l", "det_auc"], ["clean"], "miou", with_ci=False)
+    assert cols == {"miou [mask_threshold=0.5]": "miou", "miou [mask_threshold=0.3]": "miou",
+                    "rouge_l": "rouge_l", "det_auc": "det_auc"}
+    t = table.set_index("adapter")
+    assert t.loc["a0", "miou [mask_threshold=0.5]"] == 50 and math.isnan(t.loc["a1", "miou [mask_threshold=0.5]"])
+    assert t.loc["a1", "miou [mask_threshold=0.3]"] == 50 and math.isnan(t.loc["a0", "miou [mask_threshold=0.3]"])
+    assert t["rouge_l"].tolist() == pytest.approx([20, 20]) and t["det_auc"].tolist() == pytest.approx([70, 70])
+
+
+@pytest.mark.parametrize("protocol,split", [
+    ({"reference_field": "explanation"}, {"rouge_l", "css"}),
+    ({"text_cleaning": "none"}, {"rouge_l", "css"}),
+    ({"rouge_impl": "other"}, {"rouge_l"}),
+    ({"css_model_info": {"name": "other", "path": "/here"}}, {"css"}),
+    ({"localization_images": "all"}, {"miou"}),
+    ({"bootstrap": {"n": 50, "seed": 3}}, set()),
+    ({"some_new_choice": 1}, {"miou", "rouge_l", "css", "det_auc"}),  # unknown keys split everything
+])
+def test_which_protocol_choice_splits_which_metric(tmp_path: Path, protocol: dict, split: set) -> None:
+    ps = {"clean": {m: [0.5, 0.5, 0.5] for m in ("miou", "rouge_l", "css", "det_auc")}}
+    base = {"css_model_info": {"name": "m", "path": "/here"}}
+    runs = _runs(tmp_path, [{"per_sample": ps, "protocol": base},
+                            {"per_sample": ps, "protocol": {**base, **protocol}}])
+    got = {m for m in ("miou", "rouge_l", "css", "det_auc") if T.variant_key(runs[0], m) != T.variant_key(runs[1], m)}
+    assert got == split
+
+
+def test_machine_path_of_css_model_does_not_split(tmp_path: Path) -> None:
+    ps = {"clean": {"css": [0.5, 0.5, 0.5]}}
+    info = {"name": "all-MiniLM-L6-v2", "source": "pypi:x", "dim": 384}
+    runs = _runs(tmp_path, [{"per_sample": ps, "protocol": {"css_model_info": {**info, "path": "/a"}}},
+                            {"per_sample": ps, "protocol": {"css_model_info": {**info, "path": "/b"}}}])
+    assert T.variant_key(runs[0], "css") == T.variant_key(runs[1], "css")
+
+
+def test_different_data_are_separate_tables(app, tmp_path: Path, monkeypatch) -> None:
+    ps = {"clean": {"miou": [0.5, 0.5, 0.5]}}
+    res = tmp_path / "res"
+    publish(make_run(tmp_path / "a", adapter="on-v1", run_id="1", per_sample=ps), res)
+    publish(make_run(tmp_path / "b", adapter="on-v2", run_id="2", per_sample=ps, fingerprint="b" * 64), res)
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(res))
+    at = open_page("leaderboard")
+    assert set(table_with(at, "on-v1")["adapter"]) == {"on-v1"}
+    assert set(table_with(at, "on-v2")["adapter"]) == {"on-v2"}
+    subs = [unescape(x.value) for x in at.subheader]
+    assert any("fingerprint=" + "a" * 24 in x for x in subs) and any("fingerprint=" + "b" * 24 in x for x in subs)
+    assert any("dataset.fingerprint" in unescape(w.value) for w in at.warning)
 
 
 def test_badges(app) -> None:
@@ -167,8 +238,8 @@ def test_filters_search_and_column_chooser(app) -> None:
 def test_sort_by_other_metric_and_hide_intervals(app) -> None:
     at = app()
     at.selectbox(key="lb_sort").set_value("f1").run()
-    # f1 clean: alpha 40, beta 36 -> alpha first now
-    assert list(table_with(at, "alpha")["adapter"]) == ["alpha", "beta"]
+    # f1 clean: alpha 40, beta 36, gamma 20 -> alpha first now
+    assert list(table_with(at, "alpha")["adapter"]) == ["alpha", "beta", "gamma"]
     at.checkbox(key="lb_ci").uncheck().run()
     assert not any("CI" in c for c in table_with(at, "alpha").columns)
 
@@ -197,7 +268,7 @@ def test_deep_link_restores_and_records_the_view(app) -> None:
 def test_csv_export(results: Path) -> None:
     runs = D.load_runs(results).runs
     long = T.long_table(runs)
-    part = long[(long["adapter"] == "alpha") & (long["condition"] == "clean")].assign(group_label="g")
+    part = long[(long["adapter"] == "alpha") & (long["condition"] == "clean")].assign(group_label="g", column="c")
     df = pd.read_csv(io.BytesIO(T.export_csv([part])))
     row = df[df["metric"] == "miou"].iloc[0]
     assert row["adapter"] == "alpha" and row["value_x100"] == pytest.approx(x100(ALPHA["clean"]["miou"]))
@@ -227,14 +298,18 @@ def test_robustness_curves_and_drop_table(app) -> None:
     spec = json.loads(charts[1].proto.spec)
     assert "level" in json.dumps(spec["layer"][0]["encoding"]["x"]["sort"])
     runs = [r for r in D.load_runs(app.results).runs if r.adapter == "alpha"]
-    c = T.curves(runs, "miou")
+    c = T.curves(runs, "miou", T.variant_key(runs[0], "miou"))
     jpeg = c[c["perturbation"] == "jpeg"].sort_values("level")
     assert list(jpeg["condition"]) == ["clean", "jpeg(quality=50)", "jpeg(quality=20)"]
     assert list(jpeg["value"]) == pytest.approx([x100(ALPHA[k]["miou"]) for k in jpeg["condition"]])
-    # gamma (other protocol) is not drawn with alpha and beta
-    assert set(drops["adapter"]) == {"alpha", "beta"}
-    at.selectbox(key="rb_group").set_value(1).run()
-    assert set([t for t in tables(at) if "drop (points)" in t.columns][0]["adapter"]) == {"gamma"}
+    # css comes in two protocol variants: each is drawn on its own
+    assert at.selectbox(key="rb_metric").options == [
+        "miou", "f1", "css [css_model=all-MiniLM-L6-v2]", "css [css_model=other-embedder]"]
+    assert set(drops["adapter"]) == {"alpha", "beta", "gamma"}
+    at.selectbox(key="rb_metric").set_value("css [css_model=other-embedder]").run()
+    drops = [t for t in tables(at) if "drop (points)" in t.columns][0]
+    assert set(drops["adapter"]) == {"gamma"}
+    assert at.multiselect(key="rb_adapters").options == ["gamma"]
 
 
 def test_robustness_without_perturbations(app) -> None:

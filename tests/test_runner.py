@@ -164,3 +164,15 @@ def test_unknown_adapter_suggests_names(env):
     tmp, _ = env
     with pytest.raises(UnknownNameError, match="box-test"):
         run(tmp, "box-tset")
+
+
+def test_reference_field_of_the_protocol_is_applied(env):
+    tmp, _ = env
+    suite = Suite.from_mapping({"name": "tiny", "version": 1, "dataset": "tiny-test", "metrics": METRICS,
+                                "protocol": {"reference_field": "regions", "bootstrap": {"n": 10}}})
+    r = run_suite(suite, ["box-test"], RunOptions(out_dir=tmp / "o", data_root=tmp / "data", workers=1,
+                                                  progress=False, gallery_size=0))[0]
+    df = pd.read_parquet(r.out_dir / "samples.parquet")
+    assert set(df.loc[df.label == 1, "reference"]) == {"it is odd"}  # the region text, not the caption
+    assert df.loc[df.label == 0, "reference"].isna().all()
+    assert r.results["protocol"]["reference_field"] == "regions"

@@ -12,10 +12,16 @@ from bench.datasets.verify import check_data_available, fix_command, verify_data
 from bench.errors import BenchError, DataMissingError
 from bench.registry import create_dataset
 
-FETCHABLE = (*RELEASES, "richhf")
+FETCHABLE = (*RELEASES, "richhf", "models")
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    if args.name == "models":  # the paper's CSS embedding model, into the local HF cache
+        from bench.metrics.explanation import fetch_models
+
+        for info in fetch_models():
+            print(f"{info['name']}: {info['path']} (revision {info['revision']})")
+        return 0
     dest = Path(args.dest) if args.dest else Path("data") / args.name
     if args.name not in RELEASES:  # richhf: nothing can be downloaded automatically
         for line in manual_steps(args.name, dest):

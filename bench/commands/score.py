@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     threshold = float(suite.protocol["mask_threshold"])
     t0 = time.perf_counter()
     jobs = [(s, [(clean.key, None)]) for s in samples]
-    df = rows_to_frame(list(_map_chunks(jobs, source, threshold, opts, desc="score")))
+    df = rows_to_frame(list(_map_chunks(jobs, source, threshold, opts, desc="score",
+                                        reference_field=suite.protocol.get("reference_field"))))
     tasks = {"localize"}
     if df["explanation"].notna().any():
         tasks.add("explain")

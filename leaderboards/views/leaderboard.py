@@ -67,15 +67,19 @@ for suite in sel_suites:
     groups = list(dict.fromkeys(sdf["group"]))
     labels = T.group_labels(groups)
     if len(groups) > 1:
-        diff = T.differing_fields(groups)
-        st.warning(f"{len(groups)} protocol/data groups in this suite, ranked separately; they differ in: "
-                   + ui.md_escape(", ".join(diff)))
+        st.warning(f"{len(groups)} dataset groups in this suite, in separate tables (never ranked together); "
+                   "they differ in: " + ui.md_escape(", ".join(T.differing_fields(groups))))
     for g in groups:
         gdf = sdf[sdf["group"] == g]
         if len(groups) > 1:
             st.subheader(ui.md_escape(labels[g]))
         else:
             st.caption(ui.md_escape(labels[g]))
+        vlabels = T.variant_labels(gdf)
+        split = sorted({m for (m, _), lab in vlabels.items() if lab != m})
+        if split:
+            st.caption("Results of " + ui.md_escape(", ".join(split)) + " differ in protocol choices; each "
+                       "variant has its own columns, labelled with what differs, and is never ranked with another.")
         conds = [c for c in sel_conds if c in set(gdf["condition"])]
         table, value_cols = T.wide_table(gdf, metric_order, conds, sort_metric, with_ci)
         cfg = {"#": st.column_config.NumberColumn("#", width="small"),
@@ -89,7 +93,8 @@ for suite in sel_suites:
             cfg[col] = st.column_config.NumberColumn(col, format="%.2f",
                                                      help=f"{info['description']} (x100, {arrow})")
         st.dataframe(table, hide_index=True, column_config=cfg, width="stretch")
-        exported.append(gdf.assign(group_label=labels[g]))
+        exported.append(gdf.assign(group_label=labels[g],
+                                   column=[vlabels[(m, v)] for m, v in zip(gdf["metric"], gdf["variant"])]))
 
 if exported:
     st.download_button("Download CSV", T.export_csv(exported), file_name="leaderboard.csv", mime="text/csv")

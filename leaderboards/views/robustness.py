@@ -22,36 +22,40 @@ with st.sidebar:
     ui.init_state("rb_suite", "suite", suites, suites[0])
     suite = st.selectbox("Suite", suites, key="rb_suite")
     in_suite = [r for r in runs if r.suite == suite]
-    groups = list(dict.fromkeys(T.group_key(r) for r in in_suite))
+    groups = list(dict.fromkeys(T.dataset_key(r) for r in in_suite))
     labels = T.group_labels(groups)
     gidx = list(range(len(groups)))
     ui.init_state("rb_group", "group", gidx, 0)
-    gi = st.selectbox("Data and protocol", gidx, key="rb_group", format_func=lambda i: labels[groups[i]],
-                      help="Runs with different data or protocol choices are never drawn on one chart.")
-    group_runs = [r for r in in_suite if T.group_key(r) == groups[gi]]
-    metric_opts = T.order_metrics({m for r in group_runs for c in r.conditions for m in (c.get("metrics") or {})})
+    gi = st.selectbox("Dataset", gidx, key="rb_group", format_func=lambda i: labels[groups[i]],
+                      help="Runs on different data are never drawn on one chart.")
+    group_runs = [r for r in in_suite if T.dataset_key(r) == groups[gi]]
+    variants = T.metric_variants(group_runs)
+    metric_opts = list(variants)
     ui.init_state("rb_metric", "metric", metric_opts, metric_opts[0] if metric_opts else None)
-    metric = st.selectbox("Metric", metric_opts, key="rb_metric")
+    choice = st.selectbox("Metric", metric_opts, key="rb_metric",
+                          help="A metric whose results differ in protocol choices is listed once per variant.")
+    metric, variant = variants[choice] if choice else (None, None)
     row_label = T.row_labels(group_runs)
-    adapters = [row_label[r.rel] for r in group_runs]
+    in_variant = T.in_variant(group_runs, metric, variant) if metric else []
+    adapters = [row_label[r.rel] for r in in_variant]
     ui.init_state("rb_adapters", "adapter", adapters, adapters, multi=True)
     sel = st.multiselect("Adapters", adapters, key="rb_adapters")
 
-ui.write_params({"suite": suite, "group": gi, "metric": metric, "adapter": sel})
-chosen = [r for r in group_runs if row_label[r.rel] in set(sel)]
+ui.write_params({"suite": suite, "group": gi, "metric": choice, "adapter": sel})
+chosen = [r for r in in_variant if row_label[r.rel] in set(sel)]
 st.caption(ui.md_escape(labels[groups[gi]]))
 
 if metric is None or not chosen:
     st.info("Choose a metric and at least one adapter.")
     st.stop()
 
-curves = T.curves(chosen, metric)
+curves = T.curves(chosen, metric, variant)
 if curves.empty:
     st.info("These runs have no perturbed conditions. Run with `--perturb legion` for the robustness grid.")
 else:
     direction = "higher is better" if T.metric_info(metric)["higher_is_better"] else "lower is better"
-    st.caption(f"{ui.md_escape(metric)} x100 ({direction}) against severity; level 0 is the clean image. "
-               "Bands are 95% bootstrap intervals.")
+    st.caption(f"{ui.md_escape(choice)} x100 ({direction}) against perturbation strength, from the clean "
+               "image on the left. Bands are 95% bootstrap intervals.")
     for fam in sorted(curves["perturbation"].unique()):
         fdf = curves[curves["perturbation"] == fam].rename(columns={"value": "v", "lo": "l", "hi": "h"})
         st.subheader(ui.md_escape(fam))
@@ -70,7 +74,7 @@ else:
         st.altair_chart((band + line).properties(height=280), width="stretch")
 
 st.subheader("Drop from clean")
-drops = T.drop_table(chosen, metric)
+drops = T.drop_table(chosen, metric, variant)
 if drops.empty:
     st.info("No clean condition to compare against, or no perturbed conditions.")
 else:
