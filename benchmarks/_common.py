@@ -372,8 +372,25 @@ def load_average() -> str:
         return "?"
 
 
+def code_version() -> str:
+    """``git describe``-like note of the harness code measured: commit and changed files."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no",
+                                "--", "bench", "perturbations", "adapters"],
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return sha + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
+
+
 def header(title: str, **facts: Any) -> None:
     print(f"== {title}")
+    print(f"   code: {code_version()}")
     print(f"   cores: {os.cpu_count()}  load average at start: {load_average()}  python: "
           f"{sys.version.split()[0]}")
     for k, v in facts.items():

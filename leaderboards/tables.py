@@ -351,8 +351,18 @@ def curves(runs: Sequence[Run], metric: str, variant: str | None = None) -> pd.D
             for level, c in enumerate(ordered, start=0 if clean else 1):
                 v, lo, hi = metric_value(c, metric)
                 rows.append({"adapter": labels[r.rel], "perturbation": fam, "level": level, "condition": c["key"],
-                             "value": 100 * v, "lo": 100 * lo, "hi": 100 * hi})
-    return pd.DataFrame(rows, columns=["adapter", "perturbation", "level", "condition", "value", "lo", "hi"])
+                             "setting": setting_label(c), "value": 100 * v, "lo": 100 * lo, "hi": 100 * hi})
+    return pd.DataFrame(rows, columns=["adapter", "perturbation", "level", "condition", "setting", "value", "lo", "hi"])
+
+
+def setting_label(cond: dict) -> str:
+    """Short axis label: ``clean``, ``quality=50`` for one step, the full key for a chain."""
+    params = cond.get("params")
+    if cond.get("perturbation") == "clean":
+        return "clean"
+    if isinstance(params, dict) and params:
+        return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return str(cond.get("key"))
 
 
 def drop_table(runs: Sequence[Run], metric: str, variant: str | None = None) -> pd.DataFrame:

@@ -47,8 +47,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import regex
-from nltk.stem import porter
-from rouge_score import rouge_scorer, tokenizers
+
+# rouge_score and nltk are imported where used: importing nltk costs ~1-2 s, which every
+# `bench` command and every worker process would otherwise pay.
 
 from bench.errors import BenchError
 from bench.metrics import metric
@@ -79,7 +80,7 @@ _NO_SPACE_SCRIPT_RE = regex.compile(r"([\p{Han}\p{Hiragana}\p{Katakana}\p{Bopomo
 _ASCII_TOKEN_RE = re.compile(r"^[a-z0-9]+$")  # rouge-score's VALID_TOKEN_PATTERN
 
 
-class UnicodeTokenizer(tokenizers.Tokenizer):
+class UnicodeTokenizer:  # duck-types rouge_score.tokenizers.Tokenizer (only .tokenize is used)
     """rouge-score's default tokenization, extended to non-ASCII text.
 
     Steps: NFKC normalisation (identity on ASCII; folds full-width letters and digits),
@@ -90,6 +91,8 @@ class UnicodeTokenizer(tokenizers.Tokenizer):
     """
 
     def __init__(self, use_stemmer: bool = True):
+        from nltk.stem import porter
+
         self._stem = functools.lru_cache(maxsize=100_000)(porter.PorterStemmer().stem) if use_stemmer else None
 
     def tokenize(self, text: str) -> list[str]:
@@ -109,7 +112,9 @@ class UnicodeTokenizer(tokenizers.Tokenizer):
 
 
 @functools.lru_cache(maxsize=None)
-def _scorer(impl: str) -> rouge_scorer.RougeScorer:
+def _scorer(impl: str) -> "rouge_scorer.RougeScorer":
+    from rouge_score import rouge_scorer
+
     if impl == ROUGE_IMPL:
         return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True, tokenizer=UnicodeTokenizer(True))
     if impl == ROUGE_IMPL_DEFAULT_TOKENIZER:

@@ -60,14 +60,16 @@ else:
         fdf = curves[curves["perturbation"] == fam].rename(columns={"value": "v", "lo": "l", "hi": "h"})
         st.subheader(ui.md_escape(fam))
         base = alt.Chart(fdf).encode(
-            x=alt.X("condition:N", title="condition (severity increases to the right)",
+            x=alt.X("setting:N", title=f"{fam} setting (stronger to the right)",
                     sort=alt.EncodingSortField("level", op="min"), axis=alt.Axis(labelAngle=0)),
-            color=alt.Color("adapter:N", title="adapter", scale=alt.Scale(scheme="tableau10")),
         )
+        color = alt.Color("adapter:N", title="adapter", scale=alt.Scale(scheme="tableau10"))
         y_scale = alt.Scale(zero=False)
-        band = base.mark_area(opacity=0.15).encode(y=alt.Y("l:Q", title=f"{metric} x100", scale=y_scale), y2="h:Q")
+        band = base.mark_area(opacity=0.15).encode(
+            y=alt.Y("l:Q", title=f"{metric} x100", scale=y_scale), y2="h:Q",
+            color=alt.Color("adapter:N", scale=alt.Scale(scheme="tableau10"), legend=None))
         line = base.mark_line(point=True).encode(
-            y=alt.Y("v:Q", title=f"{metric} x100", scale=y_scale),
+            y=alt.Y("v:Q", title=f"{metric} x100", scale=y_scale), color=color,
             tooltip=[alt.Tooltip("adapter:N"), alt.Tooltip("condition:N"), alt.Tooltip("v:Q", title="value", format=".2f"),
                      alt.Tooltip("l:Q", title="95% lo", format=".2f"), alt.Tooltip("h:Q", title="95% hi", format=".2f")],
         )

@@ -89,7 +89,9 @@ table_cols = [c for c in ("sample_id", "label", "status", *METRIC_COLUMNS, "erro
 shown = rows_a[table_cols].copy()
 for c in X100 & set(shown.columns):
     shown[c] = 100 * shown[c].astype("float64")
-st.dataframe(shown, hide_index=True)
+fmt_cols = {c: st.column_config.NumberColumn(c, format="%.2f" if c in X100 else "%.3f")
+            for c in METRIC_COLUMNS if c in shown.columns}
+st.dataframe(shown, hide_index=True, column_config=fmt_cols)
 
 
 def _metrics_of(row: pd.Series | None) -> dict[str, float]:
@@ -152,6 +154,7 @@ for _, row in rows_a.head(n_show).iterrows():
         mt = pd.DataFrame({"metric": names, "A": [ma.get(m, math.nan) for m in names]})
         if run_b is not None:
             mt["B"] = [mb.get(m, math.nan) for m in names]
-        st.dataframe(mt, hide_index=True)
+        st.dataframe(mt, hide_index=True, column_config={k: st.column_config.NumberColumn(k, format="%.3f")
+                                                         for k in ("A", "B")})
 
 ui.show_problems(loaded)
