@@ -110,8 +110,12 @@ def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _is_fraction(x: Any) -> bool:
-    return _is_num(x) and math.isfinite(x) and 0.0 <= x <= 1.0
+def _is_fraction(x: Any, low: float = 0.0) -> bool:
+    return _is_num(x) and math.isfinite(x) and low <= x <= 1.0
+
+
+#: Metrics whose values may be negative: a cosine similarity lies in [-1, 1].
+SIGNED_METRICS = frozenset({"css"})
 
 
 def _is_undefined(x: Any) -> bool:
@@ -239,14 +243,15 @@ def _validate_condition(c: Any, i: int, seen: set[str]) -> list[str]:
         return p
     for name, m in metrics.items():
         mctx = f"{ctx}metric {name!r}: "
+        low = -1.0 if name in SIGNED_METRICS else 0.0
         if not isinstance(m, dict):
             p.append(f"{mctx}should be an object {{value, ci95, n}}")
             continue
         if "value" not in m:
             p.append(f"{mctx}value is missing")
-        elif not (_is_undefined(m["value"]) or _is_fraction(m["value"])):
-            p.append(f"{mctx}value {m['value']!r} is not a fraction in [0, 1] (values are stored "
-                     "as fractions; the leaderboard multiplies by 100)")
+        elif not (_is_undefined(m["value"]) or _is_fraction(m["value"], low)):
+            p.append(f"{mctx}value {m['value']!r} is not a fraction in [{low:g}, 1] (values are "
+                     "stored as fractions; the leaderboard multiplies by 100)")
         ci = m.get("ci95")
         if "ci95" not in m:
             p.append(f"{mctx}ci95 is missing")
@@ -254,8 +259,8 @@ def _validate_condition(c: Any, i: int, seen: set[str]) -> list[str]:
             if not (isinstance(ci, list) and len(ci) == 2):
                 p.append(f"{mctx}ci95 should be [lo, hi]")
             elif not all(_is_undefined(x) for x in ci):
-                if not all(_is_fraction(x) for x in ci):
-                    p.append(f"{mctx}ci95 {ci!r} is not two fractions in [0, 1]")
+                if not all(_is_fraction(x, low) for x in ci):
+                    p.append(f"{mctx}ci95 {ci!r} is not two fractions in [{low:g}, 1]")
                 elif ci[0] > ci[1]:
                     p.append(f"{mctx}ci95 {ci!r} has lo > hi")
         if "n" in m and not (isinstance(m["n"], int) and not isinstance(m["n"], bool) and m["n"] >= 0):

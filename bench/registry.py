@@ -136,10 +136,10 @@ def list_adapters(pattern: str = "*") -> list[str]:
     return ADAPTERS.names(pattern)
 
 
-def create_adapter(name: str, **config: Any) -> Any:
+def create_adapter(name: str, /, **config: Any) -> Any:
     """Instantiate a registered adapter class with its config (not yet loaded)."""
     return ADAPTERS.get(name)(**config)
 
 
-def create_dataset(name: str, **options: Any) -> Any:
+def create_dataset(name: str, /, **options: Any) -> Any:
     return DATASETS.get(name)(**options)

@@ -265,7 +265,9 @@ def build_results(*, suite: Suite, dataset: Dataset, n_samples: int, adapter, co
         try:
             from bench.metrics.explanation import css_model_info
 
-            protocol["css_model_info"] = css_model_info(protocol["css_model"])
+            info = dict(css_model_info(protocol["css_model"]))
+            info.pop("path", None)  # where the files sit on this machine: not a protocol fact
+            protocol["css_model_info"] = info
         except Exception:  # recorded as unknown rather than failing the write
             protocol["css_model_info"] = None
     provenance: dict[str, Any] = {"seed": suite.seed}

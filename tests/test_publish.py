@@ -244,3 +244,12 @@ def test_leaderboard_reads_what_publish_accepts(tmp_path: Path) -> None:
     loaded = load_runs(results)
     assert [r.adapter for r in loaded.runs] == ["alpha"]
     assert loaded.problems and loaded.problems[0][0] == "demo/broken"
+
+
+def test_css_may_be_negative_but_not_below_minus_one(run_dir: Path, tmp_path: Path) -> None:
+    # a cosine similarity lies in [-1, 1]; every other metric is a fraction in [0, 1]
+    edit_results(run_dir, _set("conditions.0.metrics.css", {"value": -0.2, "ci95": [-0.3, -0.1], "n": 3}))
+    P.publish(run_dir, tmp_path / "ok")
+    edit_results(run_dir, _set("conditions.0.metrics.css", {"value": -1.2, "ci95": [-1.3, -0.1], "n": 3}))
+    with pytest.raises(P.PublishError, match=r"not a fraction in \[-1, 1\]"):
+        P.check_run(run_dir)
