@@ -133,6 +133,36 @@ def plan_keys(identity: dict[str, Any], cache: PredictionCache, sample: Sample,
     return [item_key(identity, sha, c, suite_seed) for c in conditions]
 
 
+class BatchTimeout(Exception):
+    """predict() did not return within the adapter's ``requirements["timeout_s"]``."""
+
+
+def predict_with_timeout(adapter: Adapter, inputs: list[ModelInput], timeout_s: float | None):
+    """``adapter.predict(inputs)``; with a timeout, in a daemon thread that is abandoned when
+    it overruns (Python cannot kill a thread: a hung model keeps its thread, the batch fails,
+    and three such batches stop the adapter). External adapters kill their own process group."""
+    if not timeout_s:
+        return adapter.predict(inputs)
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["out"] = adapter.predict(inputs)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["exc"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name=f"predict-{adapter.name}")
+    thread.start()
+    thread.join(float(timeout_s))
+    if thread.is_alive():
+        raise BatchTimeout(f"predict timed out after {float(timeout_s):g} s on a batch of {len(inputs)}")
+    if "exc" in box:
+        raise box["exc"]
+    return box["out"]
+
+
 def infer_shard(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Condition],
                 suite_seed: int, cache_dir: str, device: str = "cpu", retry_failed: bool = False,
                 progress: Callable[[int], None] | None = None) -> ShardReport:
@@ -169,11 +199,13 @@ def infer_shard(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequen
         inputs = [mi for _, mi in pending]
         report.n_calls += 1
         try:
-            preds = ad.predict(inputs)
+            preds = predict_with_timeout(ad, inputs, ad.requirements.get("timeout_s"))
             if not isinstance(preds, list) or len(preds) != len(inputs):
                 raise SampleError(name, f"predict returned {len(preds) if hasattr(preds, '__len__') else type(preds).__name__}"
                                   f" outputs for {len(inputs)} inputs")
             batch_error = None
+        except BatchTimeout as exc:
+            preds, batch_error = None, f"adapter {name}: {exc}"
         except Exception as exc:  # the adapter's own failure: fail the batch, keep going
             preds, batch_error = None, f"adapter {name} raised {type(exc).__name__}: {exc}"
         n_bad, last_error = 0, batch_error

@@ -217,7 +217,8 @@ class Adapter(abc.ABC):
     """A model behind the harness's one interface.
 
     Subclasses set ``name``, ``version``, ``tasks`` and may set ``requirements`` (what the run
-    must provide: ``batch_size``, ``num_gpus``, ``gpu_memory_gb``) and ``flags`` (shown as badges:
+    must provide: ``batch_size``, ``num_gpus``, ``gpu_memory_gb``; ``timeout_s`` per batch;
+    ``needs_setup`` when weights or a service must be configured) and ``flags`` (shown as badges:
     ``external``, ``hard_mask``, ``box_output``, ``finetuned_on``). ``config`` holds every
     option that changes outputs; it is recorded in results and part of the cache key.
     """

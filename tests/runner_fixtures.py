@@ -135,11 +135,43 @@ class SlowAdapter(BoxAdapter):
         return super().predict(batch)
 
 
+class FlakyAdapter(BoxAdapter):
+    """BoxAdapter that fails on the sample ids listed in $BENCH_TEST_FAIL_IDS (comma-separated)
+    and logs every sample id it is asked to predict."""
+
+    name = "flaky-test"
+    requirements = {"batch_size": 3, "num_gpus": 0}
+
+    def predict(self, batch):
+        p = counter_path()
+        if p:
+            with open(p, "a") as f:
+                f.writelines(f"{mi.sample_id}\n" for mi in batch)
+        bad = set(filter(None, os.environ.get("BENCH_TEST_FAIL_IDS", "").split(",")))
+        out = super().predict(batch)
+        return [Prediction(extras={"error": "flaky failure"}) if mi.sample_id in bad else pred
+                for mi, pred in zip(batch, out)]
+
+
+class HangsAdapter(BoxAdapter):
+    """Hangs (sleeps 30 s) on img2.png; declares a 1 s batch timeout."""
+
+    name = "hangs-test"
+    requirements = {"batch_size": 1, "num_gpus": 0, "timeout_s": 1.0}
+
+    def predict(self, batch):
+        import time
+
+        if batch[0].sample_id == "img2.png":
+            time.sleep(30)
+        return super().predict(batch)
+
+
 def register() -> None:
     for name, obj in (("tiny-test", TinyDataset),):
         if name not in DATASETS:
             DATASETS.add(name, obj)
-    for cls in (BoxAdapter, BadAdapter, AlwaysFails, SlowAdapter):
+    for cls in (BoxAdapter, BadAdapter, AlwaysFails, SlowAdapter, FlakyAdapter, HangsAdapter):
         if cls.name not in ADAPTERS:
             ADAPTERS.add(cls.name, cls)
 

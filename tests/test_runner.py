@@ -176,3 +176,33 @@ def test_reference_field_of_the_protocol_is_applied(env):
     assert set(df.loc[df.label == 1, "reference"]) == {"it is odd"}  # the region text, not the caption
     assert df.loc[df.label == 0, "reference"].isna().all()
     assert r.results["protocol"]["reference_field"] == "regions"
+
+
+def test_retry_failed_retries_only_the_failures(env, monkeypatch):
+    tmp, log = env
+    suite = make_suite(n=12)
+    opts = dict(out_dir=tmp / "o", data_root=tmp / "data", workers=1, progress=False, gallery_size=0)
+    monkeypatch.setenv("BENCH_TEST_FAIL_IDS", "img1.png,img5.png")
+    first = run_suite(suite, ["flaky-test"], RunOptions(**opts))[0]
+    assert first.infer.n_failed == 2
+    df = pd.read_parquet(first.out_dir / "samples.parquet").set_index("sample_id")
+    assert df.loc["img1.png", "error"].endswith("flaky failure") and df.loc["img2.png", "status"] == "ok"
+    monkeypatch.delenv("BENCH_TEST_FAIL_IDS")
+    log.write_text("")
+    again = run_suite(suite, ["flaky-test"], RunOptions(**opts))[0]  # recorded failures stay failed
+    assert log.read_text() == "" and again.results["conditions"][0]["n_failed"] == 2
+    retried = run_suite(suite, ["flaky-test"], RunOptions(**opts, retry_failed=True))[0]
+    assert sorted(log.read_text().split()) == ["img1.png", "img5.png"]
+    assert retried.results["conditions"][0]["n_failed"] == 0
+
+
+def test_a_hanging_batch_times_out_and_the_run_goes_on(env):
+    import time
+
+    tmp, _ = env
+    t0 = time.perf_counter()
+    r = run(tmp, "hangs-test", n=6)
+    assert time.perf_counter() - t0 < 25  # did not wait for the 30 s hang
+    df = pd.read_parquet(r.out_dir / "samples.parquet").set_index("sample_id")
+    assert df.loc["img2.png", "status"] == "failed" and "timed out after 1 s" in df.loc["img2.png", "error"]
+    assert (df.drop("img2.png")["status"] == "ok").all()
