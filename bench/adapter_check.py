@@ -128,23 +128,10 @@ def default_inputs(n: int = 8, synthetic: bool = False) -> tuple[list[ModelInput
 
 # -- config parsing --------------------------------------------------------------------------
 def parse_config_pairs(pairs: Sequence[str] | None) -> dict[str, Any]:
-    """``["k=v", ...]`` -> dict; values parsed as YAML scalars/lists (``3``, ``true``, ``[1,2]``,
-    ``null``), otherwise kept as strings."""
-    import yaml
+    """``["k=v", ...]`` -> dict (see :func:`bench.config_args.parse_pairs`)."""
+    from bench.config_args import parse_pairs
 
-    config: dict[str, Any] = {}
-    for pair in pairs or ():
-        if "=" not in pair:
-            raise ValueError(f"--config expects KEY=VALUE, got {pair!r}")
-        k, v = pair.split("=", 1)
-        k = k.strip()
-        if not k:
-            raise ValueError(f"--config has an empty key in {pair!r}")
-        try:
-            config[k] = yaml.safe_load(v) if v.strip() else ""
-        except yaml.YAMLError:
-            config[k] = v
-    return config
+    return parse_pairs(pairs)
 
 
 # -- comparisons -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import torch
 from bench import adapter_check
 from bench.adapter_check import check_adapter, parse_config_pairs, synthetic_inputs
 from bench.cli import main
+from bench.errors import BenchError
 from bench.registry import ADAPTERS
 from bench.types import Adapter, ModelInput, Prediction
 
@@ -193,7 +194,7 @@ def test_cli_pass_and_fail(tmp_path, capsys):
 def test_parse_config_pairs():
     assert parse_config_pairs(["a=3", "b=true", "c=[1, 2]", "d=null", "e=x=y", "f=", "g=/p/a b"]) == {
         "a": 3, "b": True, "c": [1, 2], "d": None, "e": "x=y", "f": "", "g": "/p/a b"}
-    with pytest.raises(ValueError, match="KEY=VALUE"):
+    with pytest.raises(BenchError, match="KEY=VALUE"):
         parse_config_pairs(["novalue"])
 
 

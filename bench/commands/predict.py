@@ -13,23 +13,10 @@ from bench.errors import BenchError
 
 
 def parse_config(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["K=V", ...]`` -> dict; values read as YAML scalars (``3`` int, ``0.5`` float,
-    ``true`` bool, ``null`` None, anything else text), with ``yaml.safe_load`` (no objects)."""
-    import yaml
+    """``["K=V", ...]`` -> dict (see :func:`bench.config_args.parse_pairs`)."""
+    from bench.config_args import parse_pairs
 
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise BenchError(f"--config {item!r} is not KEY=VALUE")
-        k, v = item.split("=", 1)
-        k = k.strip()
-        if not k:
-            raise BenchError(f"--config {item!r} has an empty key")
-        try:
-            out[k] = yaml.safe_load(v) if v.strip() else ""
-        except yaml.YAMLError:
-            out[k] = v
-    return out
+    return parse_pairs(items)
 
 
 def default_out(image: Path, adapter: str) -> Path:

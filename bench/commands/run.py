@@ -6,27 +6,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.errors import BenchError
 
 
 def parse_configs(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``ADAPTER.KEY=VALUE`` items -> {adapter: {key: value}}; values are read as YAML scalars
-    or flow lists (``8``, ``0.5``, ``true``, ``null``, ``[512, 512]``), anything else as text."""
+    """``ADAPTER.KEY=VALUE`` items -> {adapter: {key: value}} (values as in
+    :func:`bench.config_args.parse_value`: ``8``, ``true``, ``[512, 512]``, text)."""
+    from bench.config_args import parse_pairs
+
     out: dict[str, dict[str, Any]] = {}
     for item in items or []:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
+        lhs = item.split("=", 1)[0]
+        if "=" not in item or "." not in lhs:
             raise BenchError(f"--config {item!r}: expected ADAPTER.KEY=VALUE, e.g. pal4vst.weights=/w/end2end.pt")
-        lhs, value = item.split("=", 1)
-        adapter, key = lhs.split(".", 1)
-        try:
-            parsed: Any = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            parsed = value
-        if isinstance(parsed, dict) or (isinstance(parsed, str) and parsed != value.strip()):
-            parsed = value  # keep text such as "a: b" literally
-        out.setdefault(adapter, {})[key] = parsed
+        adapter, rest = item.split(".", 1)
+        out.setdefault(adapter, {}).update(parse_pairs([rest]))
     return out
 
 
