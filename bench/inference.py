@@ -37,16 +37,23 @@ class AdapterSpec:
     """What a worker needs to build an adapter: its registry name and config."""
 
     name: str
-    config: tuple[tuple[str, Any], ...] = ()
+    #: the adapter config as canonical JSON (hashable, so a worker can memoise its instance)
+    config_json: str = "{}"
     #: ``module:qualname`` of the adapter class, imported by workers (a spawned process may not
     #: have run the code that registered it, e.g. an adapter defined in a test or a notebook).
     cls_path: str = ""
 
     @classmethod
     def make(cls, name: str, config: dict[str, Any] | None = None) -> "AdapterSpec":
+        from bench.cache import canonical_json
+
         adapter_cls = ADAPTERS.get(name)
-        return cls(name, tuple(sorted((config or {}).items())),
+        return cls(name, canonical_json(config or {}),
                    f"{adapter_cls.__module__}:{adapter_cls.__qualname__}")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.config_json)
 
     def adapter_class(self) -> type[Adapter]:
         if self.name in ADAPTERS:
@@ -62,7 +69,7 @@ class AdapterSpec:
         return ADAPTERS.get(self.name)
 
     def create(self) -> Adapter:
-        return self.adapter_class()(**dict(self.config))
+        return self.adapter_class()(**self.config)
 
 
 @dataclass

@@ -259,3 +259,36 @@ def test_seg_file_bad_model_is_a_load_error(tmp_path):
         OnnxSegAdapter(model=str(bad)).load("cpu")
     with pytest.raises(AdapterLoadError, match="not a loadable TorchScript"):
         TorchScriptSegAdapter(model=str(bad)).load("cpu")
+
+
+# ==========================================================================================
+# through the runner (`bench run --adapter <generic> --config ...`)
+# ==========================================================================================
+def test_each_generic_adapter_runs_through_bench_run(tiny_segformer, tiny_timm, scripted, tmp_path, capsys):
+    import json
+    import sys
+
+    import runner_fixtures  # noqa: F401  (registers the tiny-test dataset)
+    from bench.cli import main
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text("name: tiny\nversion: 1\ndataset: tiny-test\ndataset_options: {n: 8}\n"
+                     "metrics: [miou, f1, iou_fg, fp_area, det_auc]\nprotocol: {bootstrap: {n: 50}}\n")
+    spec = ["input_size=[24,36]", "scale=1.0", "mean=[120,110,100]", "std=[60,50,40]", "output=logits"]
+    configs = {
+        "hf-segmentation": [f"path={tiny_segformer}"],
+        "timm-classifier": ["model=test_resnet", f"checkpoint={tiny_timm[0]}"],
+        "torchscript-seg": [f"model={scripted['logits']}", *spec],
+        "onnx-seg": [f"model={scripted['onnx']}", *spec],
+    }
+    args = ["run", "--suite", str(suite), "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+            "--adapter", ",".join(configs), "--workers", "1", "--no-progress"]
+    for name, items in configs.items():
+        args += [x for item in items for x in ("--config", f"{name}.{item}")]
+    assert main(args) == 0, capsys.readouterr().err
+    for name in configs:
+        res = json.loads((tmp_path / "out" / name / "results.json").read_text())
+        clean = res["conditions"][0]
+        assert clean["n"] == 8 and clean["n_failed"] == 0, (name, clean)
+        expected = {"det_auc"} if name == "timm-classifier" else {"miou", "f1", "iou_fg", "fp_area"}
+        assert set(clean["metrics"]) == expected, name
