@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
+#: Resamples drawn per block: memory stays ~CHUNK x n_items instead of n_resamples x n_items
+#: (a 1000 x 10,000 index matrix plus gathered values is ~150 MB).
+CHUNK = 100
+
+
+def iter_bootstrap_indices(n_items: int, n_resamples: int, seed: int,
+                           chunk: int = CHUNK) -> Iterator[np.ndarray]:
+    """Blocks of at most ``chunk`` rows of resampled indices (each row: ``n_items`` draws from
+    ``0..n_items-1``), drawn in order from one PCG64 generator at ``seed``. This block order is
+    the canonical stream: :func:`bootstrap_indices` concatenates the same blocks."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n_resamples:
+        k = min(chunk, n_resamples - done)
+        yield rng.integers(0, n_items, size=(k, n_items))
+        done += k
+
 
 def bootstrap_indices(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
-    """(n_resamples, n_items) int array of resampled indices, from a PCG64 generator at ``seed``.
+    """(n_resamples, n_items) int array of resampled indices (see :func:`iter_bootstrap_indices`).
     The same (n_items, n_resamples, seed) always gives the same indices, so two runs over the
     same images are resampled identically (paired comparisons)."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, n_items, size=(n_resamples, n_items))
+    if n_resamples <= 0:
+        return np.empty((0, n_items), dtype=np.int64)
+    return np.concatenate(list(iter_bootstrap_indices(n_items, n_resamples, seed)))
 
 
 def bootstrap_mean_ci(values: np.ndarray, n_resamples: int = 1000, seed: int = 0,
@@ -21,8 +39,8 @@ def bootstrap_mean_ci(values: np.ndarray, n_resamples: int = 1000, seed: int = 0
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return (float("nan"), float("nan"))
-    idx = bootstrap_indices(values.size, n_resamples, seed)
-    means = values[idx].mean(axis=1)
+    means = np.concatenate([values[idx].mean(axis=1)
+                            for idx in iter_bootstrap_indices(values.size, n_resamples, seed)])
     a = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [a, 1.0 - a])
     return float(lo), float(hi)
@@ -35,8 +53,9 @@ def bootstrap_stat_ci(stat: Callable[..., float], arrays: tuple[np.ndarray, ...]
     n = len(arrays[0])
     if n == 0:
         return (float("nan"), float("nan"))
-    idx = bootstrap_indices(n, n_resamples, seed)
-    vals = np.array([stat(*(a[i] for a in arrays)) for i in idx], dtype=np.float64)
+    vals = np.array([stat(*(a[i] for a in arrays))
+                     for block in iter_bootstrap_indices(n, n_resamples, seed) for i in block],
+                    dtype=np.float64)
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         return (float("nan"), float("nan"))

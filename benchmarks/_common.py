@@ -46,6 +46,11 @@ def default_work_dir() -> Path:
     return Path(tempfile.gettempdir()) / "bench-benchmarks"
 
 
+# Safety net: nothing in these scripts may fall back to the user's own cache (~/.cache/bench);
+# every measurement sets its own fresh BENCH_CACHE (see fresh_cache).
+os.environ.setdefault("BENCH_CACHE", str(default_work_dir() / "cache" / "default"))
+
+
 def fresh_cache(work: Path, tag: str) -> Path:
     """An empty folder for ``BENCH_CACHE`` (removed first if a previous run left it); sets the
     environment variable so every process started afterwards uses it."""

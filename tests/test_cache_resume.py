@@ -152,3 +152,25 @@ def test_cache_command_ls_and_gc(tmp_path, capsys):
     assert main(["cache", "gc", "--cache-dir", str(root), "--adapter", "el*", "--dry-run"]) == 0
     assert "would remove 3" in capsys.readouterr().out and cache.status(f"{0:064x}") == "ok"
     assert main(["cache", "gc", "--cache-dir", str(root)]) == 2  # refuses to guess
+
+
+def test_torn_entry_counts_as_missing_and_is_dropped(tmp_path):
+    cache = PredictionCache(tmp_path)
+    key = prediction_key({"name": "x"}, "img", "clean", None)
+    cache.put(key, Prediction(mask=np.ones((3, 3), bool)), height=3, width=3)
+    path = next(tmp_path.rglob(f"{key}.npz"))
+    path.write_bytes(path.read_bytes()[:20])  # as a power loss might leave it
+    with pytest.raises(KeyError):
+        cache.get(key)
+    assert cache.status(key) is None and not path.exists()  # re-inferred by the next run
+    path.write_bytes(b"")
+    assert cache.status(key) is None
+
+
+def test_bootstrap_blocks_are_the_one_shot_stream():
+    from bench.stats import bootstrap_indices, iter_bootstrap_indices
+
+    for n in (5, 97, 1234):
+        blocks = np.concatenate(list(iter_bootstrap_indices(n, 250, seed=4, chunk=100)))
+        np.testing.assert_array_equal(blocks, bootstrap_indices(n, 250, 4))
+        assert blocks.shape == (250, n) and blocks.min() >= 0 and blocks.max() < n
