@@ -291,7 +291,8 @@ def build_results(*, suite: Suite, dataset: Dataset, n_samples: int, adapter, co
         "dataset": {"name": dataset.name, "split": dataset.split, "fingerprint": dataset.fingerprint(),
                     "n_samples": n_samples,
                     "limit": opts.limit if opts else None},
-        "adapter": {**identity, "tasks": sorted(adapter.tasks), "flags": dict(adapter.flags)},
+        "adapter": {**identity, "code_sha256": _code_sha(adapter), "tasks": sorted(adapter.tasks),
+                    "flags": dict(adapter.flags)},
         "protocol": protocol,
         "metrics_used": list(used_metrics),
         "perturbation_provenance": provenance,
@@ -309,6 +310,12 @@ def build_results(*, suite: Suite, dataset: Dataset, n_samples: int, adapter, co
     except ImportError:
         pass
     return result
+
+
+def _code_sha(adapter: Any) -> str | None:
+    from bench.types import Adapter, adapter_code_sha256
+
+    return adapter_code_sha256(type(adapter)) if isinstance(adapter, Adapter) else None
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

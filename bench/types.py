@@ -260,10 +260,37 @@ class Adapter(abc.ABC):
         }
 
     def cache_identity(self) -> dict[str, Any]:
-        """What determines outputs (the identity without ``runtime_keys``): the cache key."""
+        """What determines outputs: the identity without ``runtime_keys``, plus the sha256 of
+        the adapter's source file, so editing an adapter without bumping ``version`` can never
+        serve predictions its old code made. This is the cache key's adapter part."""
         ident = self.identity()
         ident["config"] = {k: v for k, v in ident["config"].items() if k not in self.runtime_keys}
+        ident["code_sha256"] = adapter_code_sha256(type(self))
         return ident
+
+
+_CODE_SHA: dict[type, str | None] = {}
+
+
+def adapter_code_sha256(cls: type) -> str | None:
+    """sha256 of the source files of ``cls`` and its Adapter base classes (None if unknown)."""
+    if cls not in _CODE_SHA:
+        import inspect
+
+        h = hashlib.sha256()
+        found = False
+        for klass in cls.__mro__:
+            if klass is Adapter or not (isinstance(klass, type) and issubclass(klass, Adapter)):
+                continue
+            try:
+                src = inspect.getsourcefile(klass)
+            except TypeError:
+                src = None
+            if src and Path(src).is_file():
+                h.update(Path(src).read_bytes())
+                found = True
+        _CODE_SHA[cls] = h.hexdigest() if found else None
+    return _CODE_SHA[cls]
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:

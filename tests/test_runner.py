@@ -206,3 +206,26 @@ def test_a_hanging_batch_times_out_and_the_run_goes_on(env):
     df = pd.read_parquet(r.out_dir / "samples.parquet").set_index("sample_id")
     assert df.loc["img2.png", "status"] == "failed" and "timed out after 1 s" in df.loc["img2.png", "error"]
     assert (df.drop("img2.png")["status"] == "ok").all()
+
+
+def test_cache_key_changes_when_adapter_code_changes(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    from bench import types as T
+
+    mod = tmp_path / "my_adapter_mod.py"
+    src = ("import numpy as np\nfrom bench.types import Adapter, Prediction\n"
+           "class A(Adapter):\n    name = 'code-test'\n    tasks = frozenset({'localize'})\n"
+           "    def predict(self, batch):\n        return [Prediction(mask=np.zeros(b.image.shape[:2], bool)) for b in batch]\n")
+    mod.write_text(src)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m = importlib.import_module("my_adapter_mod")
+    first = m.A().cache_identity()
+    assert first["code_sha256"] and first["version"] == "0"
+    mod.write_text(src.replace("np.zeros", "np.ones"))  # same name and version, other outputs
+    sys.modules.pop("my_adapter_mod")
+    T._CODE_SHA.clear()
+    m2 = importlib.import_module("my_adapter_mod")
+    assert m2.A().cache_identity()["code_sha256"] != first["code_sha256"]
+    assert m2.A().identity() == m.A().identity()  # results identity is unchanged
