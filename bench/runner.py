@@ -28,6 +28,7 @@ from bench.conditions import Condition
 from bench.errors import BenchError
 from bench.inference import AdapterSpec, ShardReport, infer_shard, plan_keys
 from bench.paths import cache_root
+from bench.metrics import get_metric
 from bench.registry import ADAPTERS, create_dataset
 from bench.suites import Suite
 from bench.types import Dataset, Sample
@@ -183,24 +184,47 @@ def _infer_local(spec: AdapterSpec, samples: Sequence[Sample], conditions: Seque
     return total
 
 
+def _needs_work(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Condition],
+                suite: Suite, cache_dir: Path, retry_failed: bool) -> tuple[list[Sample], int]:
+    """Samples with at least one (condition) the cache does not hold, and the count of cached
+    items: checked here, so a fully cached run starts no worker and loads no model."""
+    identity = spec.create().cache_identity()
+    cache = PredictionCache(cache_dir)
+    todo, n_cached = [], 0
+    for sample in samples:
+        states = [cache.status(k) for k in plan_keys(identity, cache, sample, conditions, suite.seed)]
+        done = sum(st == "ok" or (st == "failed" and not retry_failed) for st in states)
+        n_cached += done
+        if done < len(states):
+            todo.append(sample)
+            n_cached -= done  # the shard counts this sample's cached items itself
+    cache.close()
+    return todo, n_cached
+
+
 def _infer(spec: AdapterSpec, samples, conditions, suite, opts, cache_dir, pool: WorkerPool) -> ShardReport:
+    samples, n_cached = _needs_work(spec, samples, conditions, suite, cache_dir, opts.retry_failed)
+    skipped = ShardReport(n_items=n_cached, n_cached=n_cached)
+    if not samples:
+        return skipped
     if opts.executor == "ray":
         from bench.executors.ray_executor import infer_with_ray
 
-        return infer_with_ray(spec, samples, conditions, suite, opts, cache_dir)
-    if opts.executor != "local":
+        report = infer_with_ray(spec, samples, conditions, suite, opts, cache_dir)
+    elif opts.executor == "local":
+        report = _infer_local(spec, samples, conditions, suite, opts, cache_dir, pool)
+    else:
         raise BenchError(f"unknown executor {opts.executor!r} (local or ray)")
-    return _infer_local(spec, samples, conditions, suite, opts, cache_dir, pool)
+    report.add(skipped)
+    return report
 
 
 # -- scoring ------------------------------------------------------------------------------
 
-def _score(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Condition],
-           suite: Suite, opts: RunOptions, cache_dir: Path, pool: "WorkerPool | None" = None):
-    from bench.scoring import CacheSource, rows_to_frame, score_chunk
-
-    adapter = spec.create()
-    identity = adapter.cache_identity()
+def _plan_jobs(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Condition],
+               suite: Suite, cache_dir: Path) -> list:
+    """(sample, [(condition key, prediction key)]) per sample; marks the entries as used."""
+    identity = spec.create().cache_identity()
     cache = PredictionCache(cache_dir)
     jobs = []
     for sample in samples:
@@ -208,9 +232,16 @@ def _score(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Co
         jobs.append((sample, [(c.key, k) for c, k in zip(conditions, keys)]))
     cache.touch([k for _, items in jobs for _, k in items])  # for `bench cache gc --older-than`
     cache.close()
+    return jobs
+
+
+def _score(jobs: list, suite: Suite, opts: RunOptions, cache_dir: Path, desc: str,
+           pool: "WorkerPool | None" = None):
+    from bench.scoring import CacheSource, rows_to_frame
+
     source = CacheSource(str(cache_dir))
     threshold = float(suite.protocol["mask_threshold"])
-    return rows_to_frame(list(_map_chunks(jobs, source, threshold, opts, desc=f"score {spec.name}",
+    return rows_to_frame(list(_map_chunks(jobs, source, threshold, opts, desc=desc,
                                           pool=pool, reference_field=suite.protocol.get("reference_field"))))
 
 
@@ -399,12 +430,27 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
     if opts.phase == "infer":
         return AdapterRun(name, None, None, report)
     t1 = time.perf_counter()
-    df = _score(spec, samples, conditions, suite, opts, cache_dir, pool)
-    if report.stopped:  # not inferred because the adapter was stopped: say so (not cached)
-        missing = df["error"].fillna("").str.contains("no prediction for condition", regex=False)
-        df.loc[missing, "error"] = "not inferred: " + report.stopped
+    from bench.score_cache import ScoredTables
+    from bench.scoring import add_metric_columns, aggregate
+
     adapter = spec.create()
-    used, per_condition = score_frame(df, suite, set(adapter.tasks), [c.key for c in conditions])
+    tasks = set(adapter.tasks)
+    jobs = _plan_jobs(spec, samples, conditions, suite, cache_dir)
+    tables = ScoredTables(cache_dir)
+    cache = PredictionCache(cache_dir)
+    table_key = tables.key(jobs, dataset.fingerprint(), suite.protocol, suite.metrics, sorted(tasks),
+                           cache.status)
+    cache.close()
+    df = tables.get(table_key)
+    if df is None:  # score from the predictions (a metric or protocol change lands here)
+        df = _score(jobs, suite, opts, cache_dir, desc=f"score {spec.name}", pool=pool)
+        add_metric_columns(df, suite.metrics, tasks, suite.protocol)
+        if report.stopped:  # not inferred because the adapter was stopped: say so (not cached)
+            missing = df["error"].fillna("").str.contains("no prediction for condition", regex=False)
+            df.loc[missing, "error"] = "not inferred: " + report.stopped
+        tables.put(table_key, df)
+    used = [m for m in suite.metrics if get_metric(m).task in tasks]
+    per_condition = aggregate(df, [c.key for c in conditions], used, suite.protocol.get("bootstrap", {}))
     score_s = time.perf_counter() - t1
     results = build_results(
         suite=suite, dataset=dataset, n_samples=len(samples), adapter=adapter, conditions=conditions,

@@ -229,3 +229,25 @@ def test_cache_key_changes_when_adapter_code_changes(tmp_path, monkeypatch):
     m2 = importlib.import_module("my_adapter_mod")
     assert m2.A().cache_identity()["code_sha256"] != first["code_sha256"]
     assert m2.A().identity() == m.A().identity()  # results identity is unchanged
+
+
+def test_identical_rerun_reuses_the_scored_table_and_a_protocol_change_rescores_only(env, monkeypatch):
+    import bench.scoring as scoring
+
+    tmp, log = env
+    opts = dict(data_root=tmp / "data", workers=1, progress=False, gallery_size=0)
+    first = run_suite(make_suite(n=8), ["box-test"], RunOptions(out_dir=tmp / "a", **opts))[0]
+    calls = log.read_text()
+    real = scoring.score_chunk
+    scored = []
+    monkeypatch.setattr(scoring, "score_chunk", lambda *a, **k: scored.append(1) or real(*a, **k))
+    again = run_suite(make_suite(n=8), ["box-test"], RunOptions(out_dir=tmp / "b", **opts))[0]
+    assert scored == [] and log.read_text() == calls  # neither inferred nor scored
+    assert again.results["conditions"] == first.results["conditions"]
+    pd.testing.assert_frame_equal(pd.read_parquet(first.out_dir / "samples.parquet"),
+                                  pd.read_parquet(again.out_dir / "samples.parquet"))
+    suite = make_suite(n=8)
+    suite.protocol = {**suite.protocol, "mask_threshold": 0.3}
+    changed = run_suite(suite, ["box-test"], RunOptions(out_dir=tmp / "c", **opts))[0]
+    assert scored and log.read_text() == calls  # re-scored, not re-inferred
+    assert changed.results["protocol"]["mask_threshold"] == 0.3
