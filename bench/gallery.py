@@ -10,7 +10,6 @@ two adapters can be shown side by side. Layout under ``gallery/``: ``images/<saf
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Sequence
 

@@ -41,7 +41,6 @@ class CacheSource:
     cache_dir: str
 
     def fetch(self, sample: Sample, condition_key: str, ref: Any) -> tuple[Prediction, int, int]:
-        from bench.cache import PredictionCache
 
         cache = _cache_for(self.cache_dir)
         try:

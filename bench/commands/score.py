@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.errors import BenchError, SampleError
+from bench.errors import BenchError
 from bench.types import Prediction, Sample
 
 FORMATS = ("legion", "native")
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.registry import create_dataset
     from bench.report import print_summary
     from bench.runner import (RunOptions, _map_chunks, _sanitize, build_results, command_line,
-                              safe_name, score_frame, write_json_atomic)
+                              score_frame, write_json_atomic)
     from bench.scoring import rows_to_frame, write_parquet
 
     if args.format not in FORMATS:
