@@ -55,7 +55,7 @@ class RunOptions:
     retry_failed: bool = False
     limit: int | None = None      # first N samples only (smoke runs); recorded
     device: str = "cpu"
-    progress: bool = True
+    progress: bool = True         # bars on a terminal (tqdm hides them when stderr is not a TTY)
     cache_dir: Path | None = None
     gallery_size: int = 24
     command: str | None = None
@@ -158,7 +158,7 @@ def _infer_local(spec: AdapterSpec, samples: Sequence[Sample], conditions: Seque
     bs = int(req.get("batch_size", 8))
     total = ShardReport()
     bar = tqdm(total=len(samples) * len(conditions), desc=f"infer {spec.name}", unit="img",
-               disable=not opts.progress, leave=False, file=sys.stderr)
+               disable=None if opts.progress else True, leave=False, file=sys.stderr)
     in_process = opts.n_workers == 1 or req.get("num_gpus", 0) or flags.get("external") \
         or req.get("in_process")
     try:
@@ -249,7 +249,7 @@ def _map_chunks(jobs, source, threshold, opts: RunOptions, desc: str,
                 pool: "WorkerPool | None" = None, reference_field: str | None = "caption") -> Iterator[dict]:
     from bench.scoring import score_chunk
 
-    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not opts.progress, leave=False,
+    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=None if opts.progress else True, leave=False,
                file=sys.stderr)
     try:
         if opts.n_workers == 1 or len(jobs) < 16:

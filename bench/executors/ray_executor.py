@@ -57,7 +57,7 @@ def infer_with_ray(spec: AdapterSpec, samples: Sequence[Sample], conditions: Seq
                            opts.retry_failed): len(shard) for shard in shards}
     total = ShardReport()
     bar = tqdm(total=len(samples) * len(conditions), desc=f"infer {spec.name} (ray)", unit="img",
-               disable=not opts.progress, leave=False, file=sys.stderr)
+               disable=None if opts.progress else True, leave=False, file=sys.stderr)
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
