@@ -20,7 +20,6 @@ from PIL import Image
 from bench.cache import PredictionCache
 from bench.conditions import Condition
 from bench.errors import SampleError
-from bench.inference import AdapterSpec, plan_keys
 from bench.suites import Suite
 from bench.types import Sample
 
@@ -37,17 +36,18 @@ def _thumb_size(h: int, w: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def write_gallery(out: Path, samples: Sequence[Sample], conditions: Sequence[Condition],
-                  spec: AdapterSpec, suite: Suite, cache_dir: Path, n: int) -> None:
+def write_gallery(out: Path, jobs: Sequence[tuple[Sample, Sequence[tuple[str, str]]]],
+                  conditions: Sequence[Condition], suite: Suite, cache_dir: Path, n: int) -> None:
+    """``jobs``: (sample, [(condition key, prediction cache key)]) as the runner planned them."""
     from bench.runner import safe_name, write_json_atomic
 
     cache = PredictionCache(cache_dir)
-    identity = spec.create().cache_identity()
+    keys_of = {sample.id: items for sample, items in jobs}
     threshold = float(suite.protocol["mask_threshold"])
     index = {"samples": [], "conditions": {c.key: safe_name(c.key) for c in conditions}}
     for sub in ("images", "gt", "pred"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    for sample in gallery_subset(samples, n):
+    for sample in gallery_subset([sample for sample, _ in jobs], n):
         sid = safe_name(sample.id)
         try:
             image = sample.load_image()
@@ -59,7 +59,7 @@ def write_gallery(out: Path, samples: Sequence[Sample], conditions: Sequence[Con
         Image.fromarray(cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA)).save(
             out / "images" / f"{sid}.jpg", quality=90)
         _save_mask(out / "gt" / f"{sid}.png", gt, th, tw)
-        for cond, key in zip(conditions, plan_keys(identity, cache, sample, conditions, suite.seed)):
+        for cond_key, key in keys_of[sample.id]:
             try:
                 pred, ph, pw = cache.get(key)
             except KeyError:
@@ -67,7 +67,7 @@ def write_gallery(out: Path, samples: Sequence[Sample], conditions: Sequence[Con
             mask = pred.binary_mask(threshold)
             if mask is None:
                 continue
-            d = out / "pred" / index["conditions"][cond.key]
+            d = out / "pred" / index["conditions"][cond_key]
             d.mkdir(exist_ok=True)
             _save_mask(d / f"{sid}.png", mask, th, tw)
         index["samples"].append({"sample_id": sample.id, "safe_id": sid})

@@ -184,26 +184,24 @@ def _infer_local(spec: AdapterSpec, samples: Sequence[Sample], conditions: Seque
     return total
 
 
-def _needs_work(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequence[Condition],
-                suite: Suite, cache_dir: Path, retry_failed: bool) -> tuple[list[Sample], int]:
+def _needs_work(jobs: list, cache_dir: Path, retry_failed: bool) -> tuple[list[Sample], int]:
     """Samples with at least one (condition) the cache does not hold, and the count of cached
     items: checked here, so a fully cached run starts no worker and loads no model."""
-    identity = spec.create().cache_identity()
     cache = PredictionCache(cache_dir)
     todo, n_cached = [], 0
-    for sample in samples:
-        states = [cache.status(k) for k in plan_keys(identity, cache, sample, conditions, suite.seed)]
+    for sample, items in jobs:
+        states = [cache.status(k) for _, k in items]
         done = sum(st == "ok" or (st == "failed" and not retry_failed) for st in states)
-        n_cached += done
         if done < len(states):
-            todo.append(sample)
-            n_cached -= done  # the shard counts this sample's cached items itself
+            todo.append(sample)  # the shard counts this sample's cached items itself
+        else:
+            n_cached += done
     cache.close()
     return todo, n_cached
 
 
-def _infer(spec: AdapterSpec, samples, conditions, suite, opts, cache_dir, pool: WorkerPool) -> ShardReport:
-    samples, n_cached = _needs_work(spec, samples, conditions, suite, cache_dir, opts.retry_failed)
+def _infer(spec: AdapterSpec, jobs: list, conditions, suite, opts, cache_dir, pool: WorkerPool) -> ShardReport:
+    samples, n_cached = _needs_work(jobs, cache_dir, opts.retry_failed)
     skipped = ShardReport(n_items=n_cached, n_cached=n_cached)
     if not samples:
         return skipped
@@ -422,8 +420,10 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
     spec = AdapterSpec.make(name, opts.adapter_configs.get(name))
     t0 = time.perf_counter()
     report = ShardReport()
+    # the cache keys of every (sample, condition), computed once for infer, score and gallery
+    jobs = _plan_jobs(spec, samples, conditions, suite, cache_dir)
     if opts.phase in ("all", "infer"):
-        report = _infer(spec, samples, conditions, suite, opts, cache_dir, pool)
+        report = _infer(spec, jobs, conditions, suite, opts, cache_dir, pool)
         if report.stopped:
             print(f"bench: {report.stopped}", file=sys.stderr)
     infer_s = time.perf_counter() - t0
@@ -435,7 +435,6 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
 
     adapter = spec.create()
     tasks = set(adapter.tasks)
-    jobs = _plan_jobs(spec, samples, conditions, suite, cache_dir)
     tables = ScoredTables(cache_dir)
     cache = PredictionCache(cache_dir)
     table_key = tables.key(jobs, dataset.fingerprint(), suite.protocol, suite.metrics, sorted(tasks),
@@ -470,7 +469,7 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
         try:
             from bench.gallery import write_gallery
 
-            write_gallery(out / "gallery", samples, conditions, spec, suite, cache_dir, opts.gallery_size)
+            write_gallery(out / "gallery", jobs, conditions, suite, cache_dir, opts.gallery_size)
         except Exception as exc:  # pictures are a convenience; never lose a result for them
             log.warning("gallery not written: %s", exc)
     return AdapterRun(name, out, results, report)
