@@ -7,7 +7,6 @@ detection metrics per dataset, and every aggregate gets a seeded bootstrap 95% i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
@@ -223,10 +222,6 @@ def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["score"] = pd.to_numeric(df["score"], errors="coerce").astype("float64")
     df["label"] = df["label"].astype("int64")
     return df
-
-
-def fmt_pct(x: float | None) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
