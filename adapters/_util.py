@@ -7,7 +7,6 @@ Heavy libraries (torch, cv2) are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -15,7 +14,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +40,13 @@ def failed_prediction(message: str, **extras: Any) -> Prediction:
 
 def is_failed(pred: Prediction) -> bool:
     return bool(pred.extras.get("error"))
+
+
+def error_line(exc: BaseException, limit: int = 400) -> str:
+    """``"<Type>: <message>"`` on one line (whitespace collapsed, cut at ``limit`` characters):
+    what a failed sample records."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 # -- config values given as text on a command line ---------------------------------------
@@ -154,19 +160,24 @@ def resolve_device(device: str | None) -> str:
 
 # -- resizing outputs back to the image ----------------------------------------------------
 def resize_mask_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize a bool/label map to (height, width) with pixel-centre-aligned nearest neighbour
-    (``cv2.INTER_NEAREST_EXACT``, the same sampling as PIL's NEAREST: source index
-    ``floor((dst + 0.5) * src / dst)``). Plain ``cv2.INTER_NEAREST`` samples
-    ``floor(dst * src / dst)`` and shifts the map by up to half a source pixel."""
-    import cv2
+    """Resize a bool/label map to (height, width) with PIL's NEAREST (pixel-centre sampling,
+    source index ``floor((dst + 0.5) * src / dst)`` accumulated in double precision), what the
+    official demos do. OpenCV is not used: ``INTER_NEAREST`` samples ``floor(dst * src / dst)``
+    (a shift of up to half a source pixel), and ``INTER_NEAREST_EXACT`` of OpenCV 4.10 still
+    differs from PIL on some pixels."""
+    from PIL import Image
 
     arr = np.asarray(mask)
     if arr.shape == (height, width):
         return arr.copy()
-    dtype = arr.dtype
-    work = arr.astype(np.uint8) if dtype == bool else arr
-    out = cv2.resize(work, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
-    return out.astype(bool) if dtype == bool else out
+    if arr.dtype == bool or arr.dtype == np.uint8:
+        img = Image.fromarray(arr.astype(np.uint8))  # mode L
+    else:  # label maps: PIL's 32-bit integer mode
+        if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
+            raise ValueError(f"label map values outside int32: {arr.min()}..{arr.max()}")
+        img = Image.fromarray(arr.astype(np.int32))  # mode I
+    out = np.asarray(img.resize((int(width), int(height)), Image.NEAREST))
+    return out.astype(arr.dtype)
 
 
 def resize_prob_bilinear(prob: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -200,34 +211,88 @@ def pil_resize_rgb(image: np.ndarray, width: int, height: int, resample: str = "
 
 
 # -- importing a user's checkout of an official repository --------------------------------
-@contextlib.contextmanager
-def repo_imports(root: Path | str, top_level: tuple[str, ...]) -> Iterator[None]:
-    """Import modules from a user's checkout at ``root`` whose top-level package names
-    (``models``, ``config`` ...) may clash with other checkouts.
+#: One lock for every checkout context: while one is active, ``sys.modules`` and ``sys.path``
+#: hold that checkout's packages (``models``, ``config`` ...), so two contexts must never be
+#: active at once in different threads. Re-entrant: the same thread may nest contexts.
+_CHECKOUT_LOCK = threading.RLock()
 
-    Inside the block ``root`` is first on ``sys.path`` and the named top-level modules resolve
-    to the checkout's. On exit those entries are taken out of ``sys.modules`` again (and any
-    previous ones put back); objects built inside keep working.
+
+class RepoImports:
+    """The import context of a user's checkout at ``root`` whose top-level package names
+    (``models``, ``config`` ...) may clash with other checkouts (TruFor and HiFi-Net both have
+    a top-level ``models``).
+
+    Use it as a context manager, as often as needed (keep the handle: official code often
+    imports its own helpers during the forward pass, e.g. TruFor's
+    ``from .layer_utils import ...``). Inside the block ``root`` is first on ``sys.path`` and
+    the named top-level modules resolve to the checkout's: on the first entry they are
+    imported fresh from ``root``, on later entries the same module objects come back (so
+    classes built earlier stay the classes the code sees). On exit the checkout's modules
+    (the named ones and any other module loaded from under ``root``) are taken out of
+    ``sys.modules`` and kept in the handle, ``root`` leaves ``sys.path``, and whatever held
+    those names before is put back: nothing of the checkout leaks into other code. Contexts
+    are serialised by a process-wide re-entrant lock; nesting (the same or another checkout)
+    in one thread works.
     """
-    root = str(Path(root).resolve())
 
-    def owned(name: str) -> bool:
-        return any(name == t or name.startswith(t + ".") for t in top_level)
+    def __init__(self, root: Path | str, top_level: tuple[str, ...] | list[str]):
+        self.root = str(Path(root).resolve())
+        self.top_level = tuple(top_level)
+        self._own: dict[str, Any] = {}  # the checkout's modules, kept between entries
+        self._saved: dict[str, Any] = {}  # what held those names outside while active
+        self._depth = 0  # nested entries of this same handle (one thread: the lock is held)
+        self._prefix = os.path.join(self.root, "")
 
-    saved = {n: m for n, m in sys.modules.items() if owned(n)}
-    for n in saved:
-        del sys.modules[n]
-    sys.path.insert(0, root)
-    try:
-        yield
-    finally:
+    def _named(self, name: str) -> bool:
+        return any(name == t or name.startswith(t + ".") for t in self.top_level)
+
+    def _from_root(self, module: Any) -> bool:
+        f = getattr(module, "__file__", None)
+        if f:
+            return os.path.abspath(f).startswith(self._prefix)
+        paths = getattr(module, "__path__", None)  # namespace packages have no __file__
         try:
-            sys.path.remove(root)
-        except ValueError:
-            pass
-        for n in [n for n in sys.modules if owned(n)]:
-            del sys.modules[n]
-        sys.modules.update(saved)
+            return bool(paths) and all(os.path.abspath(p).startswith(self._prefix) for p in paths)
+        except TypeError:
+            return False
+
+    def __enter__(self) -> "RepoImports":
+        _CHECKOUT_LOCK.acquire()
+        if self._depth:  # already active (nested in the same thread): nothing to swap
+            self._depth += 1
+            return self
+        try:
+            clash = [n for n in list(sys.modules) if self._named(n) or n in self._own]
+            self._saved = {n: sys.modules.pop(n) for n in clash}
+            sys.modules.update(self._own)
+            sys.path.insert(0, self.root)
+        except BaseException:
+            _CHECKOUT_LOCK.release()
+            raise
+        self._depth = 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self._depth -= 1
+            if self._depth:
+                return
+            try:
+                sys.path.remove(self.root)
+            except ValueError:
+                pass
+            mine = [n for n, m in list(sys.modules.items()) if self._named(n) or self._from_root(m)]
+            self._own = {n: sys.modules.pop(n) for n in mine}
+            sys.modules.update(self._saved)
+            self._saved = {}
+        finally:
+            _CHECKOUT_LOCK.release()
+
+
+def repo_imports(root: Path | str, top_level: tuple[str, ...]) -> RepoImports:
+    """A :class:`RepoImports` handle for the checkout at ``root`` (``with repo_imports(...):``
+    works as before; keep the handle to re-enter it, e.g. around each forward pass)."""
+    return RepoImports(root, top_level)
 
 
 def jit_load(path: Path | str, device: str) -> Any:
@@ -240,6 +305,81 @@ def jit_load(path: Path | str, device: str) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return torch.jit.load(str(path), map_location=device)
+
+
+_DEVICE_TEXT = None
+
+
+def torchscript_devices(module: Any) -> set[str]:
+    """The devices named by constants in a TorchScript module's code (``{"cuda:0"}``,
+    ``{"cpu"}``, or empty), e.g. the ``device=torch.device("cuda:0")`` that ``torch.jit.trace``
+    bakes into every tensor created inside ``forward``. ``map_location`` moves weights, not
+    these constants, so a traced file may run only on the device it was traced on.
+
+    Reads every method graph of the module and its submodules (``forward`` inlined, so called
+    functions count): Device constants, and string constants passed to ``torch.device``; plus
+    ``torch.device("...")`` in the printed code."""
+    import re
+
+    global _DEVICE_TEXT
+    if _DEVICE_TEXT is None:
+        _DEVICE_TEXT = re.compile(r"""torch\.device\(\s*["']([A-Za-z]+(?::\d+)?)["']\s*\)""")
+    found: set[str] = set()
+
+    def note(value: Any) -> None:
+        try:
+            import torch
+
+            found.add(str(torch.device(str(value))))
+        except (RuntimeError, ValueError, TypeError):
+            pass
+
+    def walk(block: Any) -> None:
+        for node in block.nodes():
+            if node.kind() == "prim::Constant" and node.hasAttribute("value"):
+                out = node.output()
+                kind = str(out.type())
+                if kind == "Device":
+                    note(out.toIValue())
+                elif kind == "str" and any(u.user.kind() == "aten::device" for u in out.uses()):
+                    note(out.toIValue())
+            for sub in node.blocks():
+                walk(sub)
+
+    graphs = []
+    try:
+        graphs.append(module.inlined_graph)
+    except (AttributeError, RuntimeError):
+        pass
+    modules = list(module.modules()) if hasattr(module, "modules") else [module]
+    for m in modules:
+        c = getattr(m, "_c", None)
+        if c is None:
+            continue
+        try:
+            names = c._method_names()
+        except (AttributeError, RuntimeError):
+            names = []
+        for name in names:
+            try:
+                graphs.append(c._get_method(name).graph)
+            except (AttributeError, RuntimeError):
+                continue
+        try:
+            for hit in _DEVICE_TEXT.findall(m.code):
+                note(hit)
+        except (AttributeError, RuntimeError):
+            pass
+    if hasattr(module, "graph") and not hasattr(module, "modules"):  # a scripted function
+        graphs.append(module.graph)
+        try:
+            for hit in _DEVICE_TEXT.findall(module.code):
+                note(hit)
+        except (AttributeError, RuntimeError):
+            pass
+    for g in graphs:
+        walk(g)
+    return found
 
 
 def load_torch_checkpoint(path: Path, *, allow_pickle: bool, what: str, device: str = "cpu") -> Any:

@@ -3,29 +3,43 @@
 Some models cannot share a Python process with the harness (LEGION needs torch 1.13 /
 transformers 4.28 / mmcv 1.4.7). For those, each call to ``predict(batch)``:
 
-1. writes the batch's (already perturbed) images losslessly as PNG into a fresh temporary
-   folder, under file names the harness chooses (``000000.png``, ``000001.png`` ...), and
-   records the mapping to sample ids in ``manifest.json`` *beside* (not inside) that folder,
-   because some scripts treat every file in the input folder as an image;
-2. runs the configured command template (a list of arguments) with its placeholders filled,
-   in the configured working directory, with the configured environment additions;
-3. waits at most ``timeout_s`` seconds, then kills the command's whole process group;
-4. parses the output folder, one sample at a time.
+1. writes the batch's (already perturbed) images losslessly as PNG under file names the harness
+   chooses (``000000.png``, ``000001.png`` ...);
+2. splits them into command runs. ``gpu_mode = "shared"`` (the generic adapter's default): one
+   run sees every configured GPU. ``gpu_mode = "split"`` (LEGION): with N GPUs the images are
+   split into N disjoint groups and N single-process runs go concurrently, each with
+   ``CUDA_VISIBLE_DEVICES=<its GPU>`` and its own port — no distributed launcher, no image
+   processed twice. Every run gets its own ``images/`` and ``outputs/`` folders under
+   ``run-NNN/``, with the mapping to sample ids in ``run-NNN/manifest.json`` *beside* (not inside)
+   ``images/``, because some scripts treat every file in the input folder as an image;
+3. runs the configured command template (a list of arguments) with its placeholders filled,
+   in the configured working directory, with the configured environment additions, waits at
+   most ``timeout_s`` seconds, then kills the command's whole process group;
+4. parses each run's output folder, one sample at a time.
 
 Failed samples (the contract with the runner)
 ---------------------------------------------
-``predict`` always returns one Prediction per input, in order. A sample that failed — the
-command crashed, timed out, or left no or a broken output for it — is returned as a Prediction
-whose ``extras["error"]`` holds the message (with the command's exit status and the tail of its
-stderr/stdout). The runner records such a Prediction as a failed sample with that message and
-goes on with the rest. Outputs that a command wrote completely before crashing are kept.
+``predict`` always returns one Prediction per input, in order. A sample that failed is returned
+as a Prediction whose ``extras["error"]`` holds the message; the runner records it as a failed
+sample and goes on. Outputs that a command wrote completely before crashing are kept.
+
+One bad image fails only itself (``retry_alone``, default on): when a run leaves some of its
+images without a usable output (it crashed, or exited 0 but skipped them), those images are run
+again — the first of them in the order the script processes them (``os.listdir`` of the input
+folder) alone, the others together — until each image either has an output or failed in a run
+of its own; its message is then that run's exit status and stderr tail. Two guards keep a
+failure that is not about one image (wrong environment, out of memory at model load) from
+costing a model start per image: no retry after a timeout, and when three runs in a row have
+produced nothing while nothing in the batch has worked yet, the remaining images fail with that
+run's message. ``extras["external_runs"]`` tells in how many runs a sample took part.
 
 Command template placeholders (each argument is formatted with ``str.format``):
 ``{python}`` (``config["python"]``, default: this interpreter; a list, e.g.
 ``["conda", "run", "-n", "legion", "python"]``, is spliced in when the argument is exactly
 ``{python}``), ``{input_dir}``, ``{output_dir}``, ``{workdir}`` (their common parent),
-``{checkpoint}``, ``{repo}``, ``{gpus}`` (comma-separated), ``{num_gpus}``, ``{port}`` (a free TCP
-port on 127.0.0.1), and any other scalar config value by its key.
+``{checkpoint}``, ``{repo}``, ``{gpus}`` (the GPUs this run sees, comma-separated),
+``{num_gpus}``, ``{port}`` (a free TCP port on 127.0.0.1, distinct between concurrent runs), and
+any other scalar config value by its key.
 """
 
 from __future__ import annotations
@@ -39,10 +53,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from adapters import register_adapter
 from adapters._util import AdapterLoadError, as_bool, failed_prediction
@@ -102,12 +118,14 @@ def _tail(path: Path, chars: int = TAIL_CHARS) -> str:
 
 
 def run_command(
-    argv: list[str], *, cwd: Path | None, env: dict[str, str], timeout_s: float, log_dir: Path
+    argv: list[str], *, cwd: Path | None, env: dict[str, str], timeout_s: float, log_dir: Path,
+    on_start: Callable[[subprocess.Popen], None] | None = None,
 ) -> CommandResult:
     """Run ``argv`` in its own process group with stdout/stderr to files in ``log_dir``.
 
     On timeout the whole group gets SIGTERM, then SIGKILL 10 s later (a model script may have
-    started data-loader workers or a distributed launcher's children).
+    started data-loader workers or a distributed launcher's children). ``on_start`` receives the
+    process (so a caller running several at once can kill them all when interrupted).
     """
     out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
     t0 = time.monotonic()
@@ -119,6 +137,8 @@ def run_command(
             )
         except OSError as exc:
             return CommandResult(argv, 127, False, 0.0, "", f"cannot start {argv[0]!r}: {exc}")
+        if on_start is not None:
+            on_start(proc)
         timed_out = False
         try:
             proc.wait(timeout=timeout_s)
@@ -152,6 +172,38 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
+@dataclass
+class _Run:
+    """One command run over a group of the batch's images (see the module doc)."""
+
+    index: int
+    names: list[str]  # written file names, unique within the batch
+    gpus: list[str]  # the GPUs this run sees ([] = none configured)
+    folder: Path
+    input_dir: Path
+    output_dir: Path
+    order: list[str]  # ``names`` in the order the script lists them (os.listdir of input_dir)
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    port: int | None = None
+    result: CommandResult | None = None
+
+
+def split_evenly(names: Sequence[str], parts: int) -> list[list[str]]:
+    """``names`` cut into ``parts`` disjoint contiguous groups whose sizes differ by at most one
+    (empty groups dropped)."""
+    parts = max(1, int(parts))
+    n = len(names)
+    out, start = [], 0
+    for k in range(parts):
+        size = n // parts + (1 if k < n % parts else 0)
+        if size:
+            out.append(list(names[start:start + size]))
+        start += size
+    return out
+
+
 class ExternalAdapter(Adapter):
     """Base class of adapters that run a model's own command (see the module docstring).
 
@@ -161,8 +213,13 @@ class ExternalAdapter(Adapter):
     that Prediction or one with ``extras["error"]`` set (the runner's failed-sample contract).
 
     Common config: ``command`` (list of args), ``python``, ``cwd``, ``env`` (dict of additions;
-    values may use placeholders), ``timeout_s`` (default 3600), ``gpus`` ("0,1" or [0, 1]),
-    ``keep_temp`` (keep the temporary folder for debugging), ``temp_dir`` (where to create it).
+    values may use placeholders), ``timeout_s`` (per command run, default 3600), ``gpus`` ("0,1"
+    or [0, 1]), ``gpu_mode`` (``shared``: one run sees all GPUs; ``split``: one run per GPU),
+    ``retry_alone`` (default true), ``keep_temp`` (keep the temporary folder for debugging),
+    ``temp_dir`` (where to create it).
+
+    After ``predict``, ``runs`` lists what each command run did (GPUs, images, exit status,
+    outputs) and ``last_result`` is the last run's :class:`CommandResult`.
     """
 
     flags: ClassVar[dict[str, Any]] = {"external": True}
@@ -170,14 +227,26 @@ class ExternalAdapter(Adapter):
         "batch_size": 32, "num_gpus": 0, "gpu_memory_gb": 0, "needs_setup": True,
     }
     #: Config keys that change how the command runs but not its outputs (a cache may ignore them).
-    runtime_keys: ClassVar[frozenset[str]] = frozenset({"timeout_s", "gpus", "keep_temp", "temp_dir", "batch_size"})
+    runtime_keys: ClassVar[frozenset[str]] = frozenset(
+        {"timeout_s", "gpus", "keep_temp", "temp_dir", "batch_size", "gpu_mode", "retry_alone"})
     default_timeout_s: ClassVar[float] = 3600.0
+    #: ``shared`` (one run sees every configured GPU) or ``split`` (one single-GPU run per GPU).
+    gpu_mode: ClassVar[str] = "shared"
+    #: Runs in a row that produced no output at all, while nothing in the batch has worked yet,
+    #: after which a failure is taken as not specific to one image (no further retries).
+    give_up_after_empty_runs: ClassVar[int] = 3
 
     def __init__(self, **config: Any):
         super().__init__(**config)
         if "batch_size" in config:  # a shard per command run: larger batches amortise start-up
             self.requirements = dict(type(self).requirements, batch_size=int(config["batch_size"]))
+        mode = str(config.get("gpu_mode", type(self).gpu_mode))
+        if mode not in ("shared", "split"):
+            raise BenchError(f"adapter {self.name!r}: gpu_mode must be 'shared' or 'split', not {mode!r}")
+        self.gpu_mode = mode
         self.last_result: CommandResult | None = None
+        self.runs: list[dict[str, Any]] = []
+        self._ports_in_use: set[int] = set()
         self._device = "cpu"
 
     # -- hooks ----------------------------------------------------------------------------
@@ -214,16 +283,34 @@ class ExternalAdapter(Adapter):
             return [g.strip() for g in gpus.split(",") if g.strip()]
         return [str(g) for g in gpus]
 
-    def placeholder_values(self, workdir: Path, input_dir: Path, output_dir: Path) -> dict[str, Any]:
+    def gpu_slots(self) -> list[list[str]]:
+        """The GPU sets of the runs that may go at once: one per GPU in ``split`` mode, else one
+        with every GPU (``[[]]`` when no GPU is configured)."""
+        gpus = self.gpu_list()
+        if not gpus:
+            return [[]]
+        return [[g] for g in gpus] if self.gpu_mode == "split" else [gpus]
+
+    def _free_port(self) -> int:
+        for _ in range(50):
+            port = free_port()
+            if port not in self._ports_in_use:
+                return port
+        raise BenchError("cannot find a free TCP port on 127.0.0.1 for the external command")
+
+    def placeholder_values(self, workdir: Path, input_dir: Path, output_dir: Path,
+                           gpus: Sequence[str] | None = None) -> dict[str, Any]:
+        """Placeholder values for one run; ``gpus`` (default: every configured GPU) are the GPUs
+        that run sees."""
         values: dict[str, Any] = {
             k: v for k, v in self.config.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)
         }
-        gpus = self.gpu_list()
+        gpus = self.gpu_list() if gpus is None else [str(g) for g in gpus]
         values.update(
             python=self.config.get("python") or sys.executable,
             input_dir=str(input_dir), output_dir=str(output_dir), workdir=str(workdir),
             checkpoint=str(self.config.get("checkpoint", "")), repo=str(self.config.get("repo", "")),
-            gpus=",".join(gpus), num_gpus=max(1, len(gpus)), port=free_port(),
+            gpus=",".join(gpus), num_gpus=max(1, len(gpus)), port=self._free_port(),
         )
         return values
 
@@ -250,10 +337,11 @@ class ExternalAdapter(Adapter):
         return argv
 
     def build_env(self, values: dict[str, Any]) -> dict[str, str]:
+        """The run's environment: this process's, ``CUDA_VISIBLE_DEVICES`` = the run's GPUs
+        (``values["gpus"]``), then :meth:`extra_env`."""
         env = dict(os.environ)
-        gpus = self.gpu_list()
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        if values.get("gpus"):
+            env["CUDA_VISIBLE_DEVICES"] = str(values["gpus"])
         env.update(self.extra_env(values))
         return env
 
@@ -273,60 +361,179 @@ class ExternalAdapter(Adapter):
             return []
         base = self.config.get("temp_dir")
         workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-", dir=base))
-        input_dir, output_dir = workdir / "images", workdir / "outputs"
-        input_dir.mkdir()
-        output_dir.mkdir()
+        staging = workdir / "images"
+        staging.mkdir()
+        self.runs = []
         try:
-            names: list[str | None] = []
-            preds: list[Prediction | None] = []
+            preds: list[Prediction | None] = [None] * len(batch)
+            index: dict[str, int] = {}
             for i, item in enumerate(batch):
                 name = f"{i:06d}.png"
                 try:
-                    write_png(input_dir / name, item.image)
-                    names.append(name)
-                    preds.append(None)
+                    write_png(staging / name, item.image)
+                    index[name] = i
                 except Exception as exc:
-                    names.append(None)
-                    preds.append(failed_prediction(f"cannot write the image for the external command: {exc}"))
-            manifest = {
-                n: {"sample_id": item.sample_id, "file_name": item.file_name, "condition": item.condition}
-                for n, item in zip(names, batch) if n
-            }
+                    preds[i] = failed_prediction(f"cannot write the image for the external command: {exc}")
+            manifest = {n: self._manifest_entry(batch[i]) for n, i in index.items()}
             (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
-            values = self.placeholder_values(workdir, input_dir, output_dir)
-            argv = self.build_argv(values)
-            log.info("%s: running %s", self.name, " ".join(argv))
-            result = run_command(
-                argv, cwd=self.working_dir(values), env=self.build_env(values),
-                timeout_s=self.timeout_s(), log_dir=workdir,
-            )
-            self.last_result = result
-            if not result.ok:
-                log.warning("%s: %s", self.name, result.describe().split("\n")[0])
-            for i, (name, item) in enumerate(zip(names, batch)):
-                if preds[i] is not None or name is None:
-                    continue
-                if result.timed_out:
-                    preds[i] = failed_prediction(result.describe())
-                    continue
-                try:
-                    pred = self.parse_one(output_dir, name, item)
-                    pred.extras.pop("source", None)  # the temporary folder is deleted below
-                    pred.extras.setdefault("external_seconds", round(result.seconds, 3))
-                    preds[i] = pred
-                except SampleError as exc:
-                    msg = f"{item.sample_id}: {exc.problem} ({exc.where})"
-                    if not result.ok:
-                        msg = f"{result.describe()}\n(then: {msg})"
-                    preds[i] = failed_prediction(msg)
-                except BenchError as exc:
-                    preds[i] = failed_prediction(f"{item.sample_id}: {exc}")
+            if index:
+                _Scheduler(self, batch, index, preds, workdir).run()
             return [p for p in preds]  # type: ignore[misc]
         finally:
             if as_bool(self.config.get("keep_temp", False)):
                 log.warning("%s: kept temporary folder %s", self.name, workdir)
             else:
                 shutil.rmtree(workdir, ignore_errors=True)
+
+    @staticmethod
+    def _manifest_entry(item: ModelInput) -> dict[str, Any]:
+        return {"sample_id": item.sample_id, "file_name": item.file_name, "condition": item.condition}
+
+    def _prepare_run(self, k: int, names: list[str], gpus: list[str], workdir: Path,
+                     manifest: dict[str, Any]) -> _Run:
+        folder = workdir / f"run-{k:03d}"
+        input_dir, output_dir = folder / "images", folder / "outputs"
+        input_dir.mkdir(parents=True)
+        output_dir.mkdir()
+        for name in names:
+            src = workdir / "images" / name
+            try:
+                os.link(src, input_dir / name)
+            except OSError:
+                shutil.copyfile(src, input_dir / name)
+        (folder / "manifest.json").write_text(json.dumps({n: manifest[n] for n in names}, indent=1))
+        wanted = set(names)
+        order = [n for n in os.listdir(input_dir) if n in wanted]
+        values = self.placeholder_values(folder, input_dir, output_dir, gpus)
+        run = _Run(k, list(names), list(gpus), folder, input_dir, output_dir, order,
+                   argv=self.build_argv(values), env=self.build_env(values), cwd=self.working_dir(values),
+                   port=int(values["port"]))
+        return run
+
+
+class _Scheduler:
+    """Runs one batch's command runs: initial groups (one per GPU slot), then retries of the
+    images left without an output, at most one run per slot at a time."""
+
+    def __init__(self, adapter: ExternalAdapter, batch: Sequence[ModelInput], index: dict[str, int],
+                 preds: list[Prediction | None], workdir: Path):
+        self.a, self.batch, self.index, self.preds, self.workdir = adapter, batch, index, preds, workdir
+        self.manifest = json.loads((workdir / "manifest.json").read_text())
+        self.slots = adapter.gpu_slots()
+        self.retry = as_bool(adapter.config.get("retry_alone", True))
+        self.attempts: dict[str, int] = {n: 0 for n in index}
+        self.any_output = False
+        self.empty_runs = 0
+        self.give_up: str | None = None
+        self.procs: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def _fail(self, name: str, message: str) -> None:
+        self.preds[self.index[name]] = failed_prediction(message, external_runs=self.attempts[name])
+
+    def _started(self, proc: subprocess.Popen) -> None:
+        with self.lock:
+            self.procs.add(proc)
+
+    def _execute(self, run: _Run) -> CommandResult:
+        log.info("%s: run %d on GPU(s) %s, %d image(s): %s", self.a.name, run.index, ",".join(run.gpus) or "-",
+                 len(run.names), " ".join(run.argv))
+        return run_command(run.argv, cwd=run.cwd, env=run.env, timeout_s=self.a.timeout_s(),
+                           log_dir=run.folder, on_start=self._started)
+
+    def run(self) -> None:
+        from collections import deque
+
+        pending = deque(split_evenly(list(self.index), len(self.slots)))
+        free = list(range(len(self.slots)))
+        running: dict[Future, tuple[int, _Run]] = {}
+        with ThreadPoolExecutor(max_workers=len(self.slots), thread_name_prefix=f"bench-{self.a.name}") as ex:
+            try:
+                while pending or running:
+                    while pending and free and self.give_up is None:
+                        names, slot = pending.popleft(), free.pop(0)
+                        run = self.a._prepare_run(self.count, names, self.slots[slot], self.workdir, self.manifest)
+                        self.count += 1
+                        self.a._ports_in_use.add(run.port)
+                        for n in names:
+                            self.attempts[n] += 1
+                        running[ex.submit(self._execute, run)] = (slot, run)
+                    if self.give_up is not None:
+                        while pending:
+                            for n in pending.popleft():
+                                self._fail(n, self.give_up)
+                    if not running:
+                        break
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        slot, run = running.pop(fut)
+                        free.append(slot)
+                        free.sort()
+                        self.a._ports_in_use.discard(run.port)
+                        run.result = fut.result()
+                        pending.extend(self._collect(run))
+            except BaseException:
+                with self.lock:
+                    procs = list(self.procs)
+                for proc in procs:
+                    if proc.poll() is None:
+                        _kill_group(proc)
+                raise
+            finally:
+                for _, run in running.values():
+                    self.a._ports_in_use.discard(run.port)
+
+    def _collect(self, run: _Run) -> list[list[str]]:
+        """Parse one finished run; return the groups to run again."""
+        result = run.result
+        assert result is not None
+        self.a.last_result = result
+        missing: list[tuple[str, str]] = []
+        parsed = 0
+        for name in run.order:
+            i = self.index[name]
+            item = self.batch[i]
+            try:
+                pred = self.a.parse_one(run.output_dir, name, item)
+            except SampleError as exc:
+                msg = f"{item.sample_id}: {exc.problem} ({exc.where})"
+                if not result.ok:
+                    msg = f"{result.describe()}\n(then: {msg})"
+                missing.append((name, msg))
+                continue
+            except BenchError as exc:
+                self._fail(name, f"{item.sample_id}: {exc}")
+                continue
+            pred.extras.pop("source", None)  # the temporary folder is deleted
+            pred.extras.setdefault("external_seconds", round(result.seconds, 3))
+            pred.extras["external_runs"] = self.attempts[name]
+            self.preds[i] = pred
+            parsed += 1
+        self.a.runs.append({
+            "run": run.index, "gpus": ",".join(run.gpus), "images": list(run.order), "port": run.port,
+            "returncode": result.returncode, "timed_out": result.timed_out,
+            "seconds": round(result.seconds, 3), "outputs": parsed,
+        })
+        if parsed:
+            self.any_output, self.empty_runs = True, 0
+        else:
+            self.empty_runs += 1
+        if not missing:
+            return []
+        if not result.ok:
+            log.warning("%s: run %d: %s (%d of %d image(s) without output)", self.a.name, run.index,
+                        result.describe().split("\n")[0], len(missing), len(run.names))
+        if (not self.any_output and self.empty_runs >= self.a.give_up_after_empty_runs
+                and self.give_up is None and len(missing) > 1):
+            self.give_up = (f"{result.describe()}\n(not retried further: {self.empty_runs} runs in a row "
+                            "produced no output for any image, so the failure is not specific to one image)")
+        if result.timed_out or not self.retry or len(run.names) == 1 or self.give_up is not None:
+            for name, msg in missing:
+                self._fail(name, self.give_up if self.give_up and not result.timed_out else msg)
+            return []
+        first, rest = [missing[0][0]], [n for n, _ in missing[1:]]
+        return [first] + ([rest] if rest else [])
 
 
 @register_adapter("external")

@@ -223,6 +223,7 @@ class ELA(_HeatmapDetector):
     version = "1"
     summary = "error-level analysis (JPEG re-save, local error vs image median); no weights"
     defaults = {"quality": 95, "window": 15, "floor": 0.1, "ratio_at_one": 3.0}
+    config_keys = frozenset({*defaults, "score_quantile"})
 
     @staticmethod
     def heatmap(image: np.ndarray, **params: Any) -> np.ndarray:
@@ -237,6 +238,7 @@ class NoiseInconsistency(_HeatmapDetector):
     version = "1"
     summary = "local noise-level inconsistency (high-pass residual, MAD per tile); no weights"
     defaults = {"block": 16, "floor": 0.25, "ratio_at_one": 4.0, "clip_guard": True}
+    config_keys = frozenset({*defaults, "score_quantile"})
 
     @staticmethod
     def heatmap(image: np.ndarray, **params: Any) -> np.ndarray:

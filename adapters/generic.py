@@ -74,6 +74,7 @@ class HFSegmentationAdapter(Adapter):
     }
     summary = "local Hugging Face semantic-segmentation checkpoint; softmax[artifact_index], bilinear"
     runtime_keys: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+    config_keys: ClassVar[frozenset[str]] = frozenset({"path", "artifact_index", "score"})
 
     def __init__(self, **config: Any):
         config.setdefault("artifact_index", 1)
@@ -180,6 +181,8 @@ class TimmClassifierAdapter(Adapter):
     runtime_keys: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     _DATA_KEYS = ("input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation")
+    config_keys: ClassVar[frozenset[str]] = frozenset(
+        {"model", "checkpoint", "num_classes", "fake_index", "allow_pickle", *_DATA_KEYS})
 
     def __init__(self, **config: Any):
         config.setdefault("num_classes", 2)
@@ -353,6 +356,9 @@ class _SegFileAdapter(Adapter):
         "batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 2, "needs_setup": True,
     }
     runtime_keys: ClassVar[frozenset[str]] = frozenset({"batch_size", "threads", "providers"})
+    config_keys: ClassVar[frozenset[str]] = frozenset(
+        {"model", "input_size", "resize", "scale", "mean", "std", "channel_order", "output",
+         "artifact_channel", "score"})
 
     def __init__(self, **config: Any):
         super().__init__(**config)

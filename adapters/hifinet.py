@@ -17,10 +17,20 @@ What the official general API (``HiFi_Net.py``, class ``HiFi_Net``) does, reprod
 
 Differences on purpose: the official ``restore_weight_helper`` catches a failed load, prints
 "weight-loading fails" and runs on RANDOM weights — here a weight file that does not load, or
-does not fit the model exactly, is an error. The official code hard-codes ``cuda:0`` (and its
-``NLCDetection.__init__`` calls ``.cuda()``): with the real checkout this adapter needs a CUDA
-GPU; the device is whatever ``load(device)`` gets. The 256 x 256 mask is resized back to the
-image with pixel-centre nearest neighbour.
+does not fit the model exactly, is an error. The official code hard-codes ``cuda:0``, and its
+``NLCDetection.__init__`` calls ``.cuda()`` (two index tensors the forward pass never uses):
+building the model needs a CUDA GPU, and on a machine without one :meth:`HifiNetAdapter.load`
+raises an :class:`AdapterLoadError` saying so. Past the build, the forward pass runs on the
+device ``load(device)`` gets. The official API localizes one image per call; here a batch goes
+through together (eval-mode batch norm: the same numbers per image), and if a batch fails its
+images are re-run one by one so only the failing ones become failed samples. The 256 x 256
+mask is resized back to the image with pixel-centre nearest neighbour.
+
+``models/seg_hrnet.py`` uses ``np.int`` (removed in numpy 1.24; the official environment pins
+numpy 1.21.5): while the checkout's code is imported, built or run, ``np.int`` is the builtin
+``int`` (what it aliased), and the alias is removed again afterwards (:func:`numpy_int_alias`).
+The checkout's ``models`` package is only in ``sys.modules`` while its code runs
+(:class:`adapters._util.RepoImports`; TruFor's checkout has a top-level ``models`` too).
 
 Config: ``repo`` (checkout), ``weights`` (folder holding ``HRNet/`` and ``NLCDetection/``;
 default ``<repo>/weights``), ``epoch`` (750001), ``center`` (default
@@ -29,14 +39,17 @@ default ``<repo>/weights``), ``epoch`` (750001), ``center`` (default
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
 from adapters import register_adapter
 from adapters._util import (
     as_bool,
+    error_line,
+    failed_prediction,
     AdapterLoadError, existing_path, load_state_dict_strict, load_torch_checkpoint, pil_resize_rgb,
     repo_imports, resize_mask_nearest, resolve_device, sha256_path, strip_prefix,
 )
@@ -45,6 +58,32 @@ from bench.types import Adapter, ModelInput, Prediction
 HIFINET_SIZE = 256
 HIFINET_THRESHOLD = 2.3
 HIFINET_EPOCH = 750001
+
+
+@contextlib.contextmanager
+def numpy_int_alias() -> Iterator[None]:
+    """``np.int`` = builtin ``int`` inside the block only.
+
+    HiFi-Net's ``models/seg_hrnet.py`` (``HighResolutionNet.__init__``) calls ``np.int(...)``,
+    an alias of the builtin ``int`` that numpy deprecated in 1.20 and removed in 1.24 (its
+    environment pins 1.21.5). Setting it process-wide would hide that removal from every other
+    library, so it is set only while the checkout's code runs and deleted afterwards. With a
+    numpy that still has it, nothing is changed.
+    """
+    if "int" in vars(np):
+        yield
+        return
+    np.int = int  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if vars(np).get("int") is int:
+            del np.int  # type: ignore[attr-defined]
+
+
+def _is_cuda_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("cuda", "nvidia", "gpu"))
 
 
 def hifinet_preprocess(image: np.ndarray) -> np.ndarray:
@@ -89,12 +128,14 @@ class HifiNetAdapter(Adapter):
         "batch_size": 16, "num_gpus": 1, "gpu_memory_gb": 4, "needs_setup": True,
     }
     flags: ClassVar[dict[str, Any]] = {"hard_mask": True}
+    config_keys: ClassVar[frozenset[str]] = frozenset({"repo", "weights", "epoch", "center", "threshold", "allow_pickle"})
     summary = "HiFi-Net (CVPR23) official API from your checkout; 256x256, distance >= 2.3"
 
     def __init__(self, **config: Any):
         super().__init__(**config)
         self._fenet = self._segnet = self._center = None
         self._device = "cpu"
+        self._imports = None  # the checkout's import context, re-entered for each forward pass
 
     # -- paths ----------------------------------------------------------------------------
     def _paths(self) -> tuple[Path, Path, Path, Path]:
@@ -122,11 +163,15 @@ class HifiNetAdapter(Adapter):
 
     # -- loading --------------------------------------------------------------------------
     def load(self, device: str = "cpu") -> None:
+        import torch
+
         repo, fe_path, seg_path, center_path = self._paths()
+        self._fenet = self._segnet = self._center = None
         self._device = resolve_device(device)
         allow = as_bool(self.config.get("allow_pickle", False))
+        imports = repo_imports(repo, ("models",))
         try:
-            with repo_imports(repo, ("models",)):
+            with imports, numpy_int_alias():
                 from models.NLCDetection_api import NLCDetection  # type: ignore[import-not-found]
                 from models.seg_hrnet import get_seg_model  # type: ignore[import-not-found]
                 from models.seg_hrnet_config import get_cfg_defaults  # type: ignore[import-not-found]
@@ -139,9 +184,12 @@ class HifiNetAdapter(Adapter):
                 "is repo a HiFi_IFDL checkout, and is 'yacs' installed (pip install yacs)?"
             ) from None
         except Exception as exc:
-            hint = " (HiFi-Net's official code calls .cuda() while building: it needs a CUDA GPU)" \
-                if "cuda" in str(exc).lower() or "nvidia" in str(exc).lower() else ""
-            raise AdapterLoadError(f"adapter 'hifinet': building the model failed: {type(exc).__name__}: {exc}{hint}") from None
+            if not torch.cuda.is_available() and _is_cuda_error(exc):
+                raise AdapterLoadError(
+                    "adapter 'hifinet': HiFi-Net's official code needs a CUDA GPU: NLCDetection.__init__ "
+                    "(models/NLCDetection_api.py) calls .cuda(), and this machine has no usable CUDA device "
+                    f"({error_line(exc, 200)})") from None
+            raise AdapterLoadError(f"adapter 'hifinet': building the model failed: {error_line(exc)}") from None
         for module, path, what in ((fenet, fe_path, "HiFi-Net HRNet"), (segnet, seg_path, "HiFi-Net NLCDetection")):
             ckpt = load_torch_checkpoint(path, allow_pickle=allow, what=f"{what} weights")
             if not isinstance(ckpt, dict) or "model" not in ckpt:
@@ -150,13 +198,29 @@ class HifiNetAdapter(Adapter):
         cr = load_torch_checkpoint(center_path, allow_pickle=allow, what="HiFi-Net centre file")
         if not isinstance(cr, dict) or "center" not in cr:
             raise AdapterLoadError(f"HiFi-Net centre file {center_path}: expected a dict with key 'center'")
-        import torch
-
-        self._center = torch.as_tensor(cr["center"], dtype=torch.float32).to(self._device)
+        center = torch.as_tensor(cr["center"], dtype=torch.float32).reshape(-1)
+        if center.numel() != 18:
+            raise AdapterLoadError(f"HiFi-Net centre file {center_path}: 'center' has {center.numel()} values, "
+                                   "the model's features have 18")
+        self._center = center.to(self._device)
+        self._imports = imports
         self._fenet = fenet.to(self._device).eval()
         self._segnet = segnet.to(self._device).eval()
 
     # -- inference ------------------------------------------------------------------------
+    def _forward(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Distance maps (N x 256 x 256) and level-1 logits (N x 14) for a preprocessed batch."""
+        import torch
+
+        assert self._imports is not None
+        with self._imports, numpy_int_alias(), torch.inference_mode():
+            x = x.to(self._device)
+            feats = self._fenet(x)
+            mask_feat, _mask_binary, _c4, _c3, _c2, cls_1 = self._segnet(feats, x)
+            dist = hifinet_distance_map(mask_feat.float(), self._center).cpu().numpy()
+            logits = cls_1.float().cpu().numpy()
+        return dist, logits
+
     def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
         import torch
 
@@ -164,16 +228,33 @@ class HifiNetAdapter(Adapter):
             raise AdapterLoadError("adapter 'hifinet': predict() called before load()")
         if not batch:
             return []
-        x = torch.from_numpy(np.stack([hifinet_preprocess(b.image) for b in batch])).to(self._device)
-        with torch.inference_mode():
-            feats = self._fenet(x)
-            mask_feat, _mask_binary, _c4, _c3, _c2, cls_1 = self._segnet(feats, x)
-            dist = hifinet_distance_map(mask_feat.float(), self._center).cpu().numpy()
-            logits = cls_1.float().cpu().numpy()
         threshold = float(self.config.get("threshold", HIFINET_THRESHOLD))
-        out = []
+        out: list[Prediction | None] = [None] * len(batch)
+        ready: list[tuple[int, np.ndarray]] = []
         for i, item in enumerate(batch):
-            h, w = item.image.shape[:2]
-            mask, score = hifinet_outputs(dist[i], logits[i], h, w, threshold)
-            out.append(Prediction(mask=mask, score=score))
-        return out
+            try:
+                ready.append((i, hifinet_preprocess(item.image)))
+            except Exception as exc:  # a bad input fails its own sample only
+                out[i] = failed_prediction(f"{item.sample_id}: HiFi-Net preprocessing failed: {error_line(exc)}")
+        groups = [ready] if ready else []
+        while groups:
+            group = groups.pop(0)
+            try:
+                dist, logits = self._forward(torch.from_numpy(np.stack([a for _, a in group])))
+            except Exception as exc:
+                if len(group) > 1:  # find the image that fails: re-run them one by one
+                    groups = [[g] for g in group] + groups
+                    continue
+                i = group[0][0]
+                out[i] = failed_prediction(f"{batch[i].sample_id}: HiFi-Net inference failed: {error_line(exc)}")
+                continue
+            for k, (i, _) in enumerate(group):
+                h, w = batch[i].image.shape[:2]
+                try:
+                    mask, score = hifinet_outputs(dist[k], logits[k], h, w, threshold)
+                except Exception as exc:
+                    out[i] = failed_prediction(f"{batch[i].sample_id}: HiFi-Net outputs failed: {error_line(exc)}")
+                    continue
+                out[i] = Prediction(mask=mask, score=score)
+        return [p if p is not None else failed_prediction(f"{b.sample_id}: HiFi-Net gave no output")
+                for p, b in zip(out, batch)]

@@ -99,6 +99,8 @@ class OpenAIChatAdapter(Adapter):
     #: config keys that do not change outputs (a cache may ignore them)
     runtime_keys: ClassVar[frozenset[str]] = frozenset(
         {"timeout_s", "max_retries", "backoff_s", "backoff_max_s", "concurrency", "api_key_env", "batch_size"})
+    config_keys: ClassVar[frozenset[str]] = frozenset(
+        {"base_url", "model", "prompt", "system", "max_tokens", "temperature", "seed", "detail"})
 
     def __init__(self, **config: Any):
         for forbidden in ("api_key", "key", "token"):

@@ -16,6 +16,15 @@ pixel-centre nearest neighbour (PIL NEAREST sampling), as LEGION's comparison ne
 original resolution. The official demo loads with ``torch.load``; this uses ``torch.jit.load``
 (what ``torch.load`` does for a TorchScript archive).
 
+Device: the published ``end2end.pt`` was exported with ``--device cuda``
+(``deployment/convert.sh``), and tracing bakes the device of every tensor mmseg's Swin creates
+inside ``forward`` into the file's code (``torch.device("cuda:0")``): ``map_location`` moves the
+weights, not those constants, so the file runs on ``cuda:0`` only. The adapter therefore
+declares one GPU, and ``load`` reads the device constants of the loaded file's code: when they
+name a device other than the one asked for (``--device cpu``, the CLI default, or ``cuda:1``),
+it refuses with one line naming the traced device and the fix (``--device cuda:0``, or a file
+re-exported with ``convert.sh --device cpu`` for CPU).
+
 Config: ``weights`` (path to end2end.pt).
 """
 
@@ -30,6 +39,7 @@ from adapters import register_adapter
 from adapters._util import (
     jit_load,
     failed_prediction,
+    torchscript_devices,
     AdapterLoadError, existing_path, pil_resize_rgb, resize_mask_nearest, resolve_device, sha256_path,
 )
 from bench.errors import SampleError
@@ -67,6 +77,45 @@ def pal4vst_postprocess(label_map: np.ndarray, height: int, width: int, where: s
     return resize_mask_nearest(arr.astype(bool), height, width)
 
 
+def _normalise_device(device: str) -> str:
+    import torch
+
+    d = torch.device(device)
+    if d.type == "cuda" and d.index is None:
+        index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+        return f"cuda:{index}"
+    return str(d)
+
+
+def check_traced_device(model: Any, device: str, path: Any = "TorchScript file", asked: str | None = None) -> None:
+    """Raise a one-line :class:`AdapterLoadError` when ``model``'s code has device constants
+    (baked in by tracing) for a device other than ``device``.
+
+    The traced device is the accelerator the constants name (``cuda:0``), else ``cpu``. A file
+    without device constants runs anywhere."""
+    baked = torchscript_devices(model)
+    if not baked:
+        return
+    accel = sorted(d for d in baked if not d.startswith("cpu"))
+    traced = accel or ["cpu"]
+    want = _normalise_device(device)
+    if want in traced or (want.startswith("cuda") and "cuda" in traced):
+        return
+    where = "cuda:0" if "cuda:0" in traced else traced[0]
+    if where == "cpu":
+        fix = "run with --device cpu, or re-export it with deployment/convert.sh --device cuda"
+    else:
+        fix = (f"run with --device {where} (a GPU is needed), or re-export it with PAL4VST's "
+               "deployment/convert.sh --device cpu to run on the CPU")
+    note = ""
+    if asked and asked.startswith("cuda") and want == "cpu":
+        note = f" ({asked!r} was asked but CUDA is not available here)"
+    raise AdapterLoadError(
+        f"PAL4VST weights {path}: the TorchScript file was traced on {', '.join(traced)} (device constants "
+        f"in its code: {', '.join(sorted(baked))}) and cannot run on {want}{note}; {fix}"
+    )
+
+
 @register_adapter("pal4vst")
 class Pal4vstAdapter(Adapter):
     """PAL4VST TorchScript ``end2end.pt``: hard artifact mask."""
@@ -74,11 +123,13 @@ class Pal4vstAdapter(Adapter):
     name = "pal4vst"
     version = "1"
     tasks = frozenset({"localize"})
+    #: one GPU: the published end2end.pt was traced on cuda:0 and runs only there (module doc)
     requirements: ClassVar[dict[str, Any]] = {
-        "batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 4, "needs_setup": True,
+        "batch_size": 8, "num_gpus": 1, "gpu_memory_gb": 4, "needs_setup": True,
     }
     flags: ClassVar[dict[str, Any]] = {"hard_mask": True}
-    summary = "PAL4VST (ICCV23) TorchScript end2end.pt, 512x512, hard mask"
+    summary = "PAL4VST (ICCV23) TorchScript end2end.pt, 512x512, hard mask; the published file needs cuda:0"
+    config_keys: ClassVar[frozenset[str]] = frozenset({"weights"})
 
     def __init__(self, **config: Any):
         super().__init__(**config)
@@ -86,15 +137,18 @@ class Pal4vstAdapter(Adapter):
         self._device = "cpu"
 
     def load(self, device: str = "cpu") -> None:
+        """Load ``end2end.pt`` onto ``device``; refuse a file traced on another device."""
         path = existing_path(self.config.get("weights"), "weights", self.name)
-        self._device = resolve_device(device)
+        asked = (device or "cpu").strip()
+        self._device = resolve_device(asked)
         try:
             model = jit_load(path, self._device)
         except Exception as exc:
             raise AdapterLoadError(
                 f"PAL4VST weights {path}: not a loadable TorchScript file ({type(exc).__name__}: "
-                f"{str(exc)[:300]}). Pass the exported end2end.pt, not an mmseg .pth checkpoint."
+                f"{' '.join(str(exc).split())[:300]}). Pass the exported end2end.pt, not an mmseg .pth checkpoint."
             ) from None
+        check_traced_device(model, self._device, path, asked)
         model.eval()
         self._model = model
 

@@ -2,8 +2,13 @@
 another machine), so they go through the same runner, metrics and results as any model.
 
 Config: ``dir`` (the folder), ``format`` (``legion`` or ``native``; layouts in
-:mod:`bench.prediction_folders`), ``tasks`` (default: ``localize,explain`` for legion,
-``localize`` for native).
+:mod:`bench.prediction_folders`), ``tasks`` (default: what the folder holds —
+``localize,explain`` for legion; for native, ``localize`` when there are ``masks/`` or
+``heatmaps/``, ``explain`` / ``detect`` when ``predictions.jsonl`` has explanations / scores,
+looked up in ``dir`` and its condition sub-folders). Every sample must then have every task's
+output: a missing mask or ``predictions.jsonl`` line, or a bad line (``file:line``), fails that
+sample. The tasks the folder lacks are logged as a warning when the adapter loads (their
+metrics are not scored); name them in ``tasks`` to fail every sample that lacks them instead.
 
 Conditions: predictions for the ``clean`` condition are read from ``dir`` itself (or
 ``dir/clean`` if it exists); predictions for a perturbed condition from ``dir/<condition key>``
@@ -36,6 +41,7 @@ class PredictionsAdapter(Adapter):
     summary = "reads a folder of precomputed predictions (LEGION's layout or the native one)"
     #: the folder's content may change between runs under the same config: never reuse the cache
     deterministic = False
+    config_keys: ClassVar[frozenset[str]] = frozenset({"dir", "format", "tasks"})
 
     def __init__(self, **config: Any):
         super().__init__(**config)
@@ -44,8 +50,11 @@ class PredictionsAdapter(Adapter):
             raise BenchError(f"adapter 'predictions': format must be 'legion' or 'native', not {fmt!r}")
         if not config.get("dir"):
             raise BenchError("adapter 'predictions': config 'dir' (the prediction folder) is required")
-        default = ["localize", "explain"] if fmt == "legion" else ["localize"]
-        tasks = config.get("tasks", default)
+        self.missing_tasks: dict[str, tuple[str, str | None]] = {}
+        if "tasks" in config:
+            tasks = config["tasks"]
+        else:
+            tasks, self.missing_tasks = self._held_tasks(Path(str(config["dir"])).expanduser(), fmt)
         if isinstance(tasks, str):
             tasks = [t.strip() for t in tasks.split(",") if t.strip()]
         bad = set(tasks) - {"detect", "localize", "explain"}
@@ -53,10 +62,34 @@ class PredictionsAdapter(Adapter):
             raise BenchError(f"adapter 'predictions': tasks must be a subset of detect, localize, explain (got {tasks})")
         self.tasks = frozenset(tasks)
 
+    @staticmethod
+    def _held_tasks(root: Path, fmt: str) -> tuple[list[str], dict[str, tuple[str, str | None]]]:
+        """What ``root`` (and its condition sub-folders) holds predictions for, in TASKS order,
+        and why the other tasks are missing."""
+        from bench.prediction_folders import TASKS, folder_tasks
+
+        if not root.is_dir():  # load() says so; until then the format's usual tasks
+            return (["localize", "explain"] if fmt == "legion" else ["localize"]), {}
+        held: set[str] = set()
+        missing: dict[str, tuple[str, str | None]] = {}
+        folders = [root] + sorted(p for p in root.iterdir() if p.is_dir() and ("(" in p.name or p.name == "clean"))
+        for folder in folders:
+            tasks, why = folder_tasks(folder, fmt)
+            held |= tasks
+            for t, reason in why.items():
+                missing.setdefault(t, reason)
+        return [t for t in TASKS if t in held] or ["localize"], {t: r for t, r in missing.items() if t not in held}
+
     def load(self, device: str = "cpu") -> None:
         root = Path(str(self.config["dir"])).expanduser()
         if not root.is_dir():
             raise BenchError(f"adapter 'predictions': folder {root} does not exist")
+        import logging
+
+        for task, (reason, _fix) in sorted(self.missing_tasks.items()):
+            logging.getLogger(__name__).warning(
+                "adapter 'predictions': no %s predictions: %s; metrics of that task are not scored "
+                "(config tasks=... to require them)", task, reason)
 
     def folder_for(self, condition: str) -> Path:
         root = Path(str(self.config["dir"])).expanduser()
@@ -79,8 +112,9 @@ class PredictionsAdapter(Adapter):
                     pred = read_legion_prediction(folder, item.file_name, hw,
                                                   require_explanation="explain" in self.tasks)
                 else:
-                    pred = read_native_prediction(folder, item.sample_id, item.file_name, hw)
-            except SampleError as exc:
-                pred = failed_prediction(f"{item.sample_id}: {exc.problem} ({exc.where})")
+                    pred = read_native_prediction(folder, item.sample_id, item.file_name, hw,
+                                                  tasks=self.tasks)
+            except SampleError as exc:  # names the file (and line): "<file>[:<line>]: <problem>"
+                pred = failed_prediction(str(exc))
             out.append(pred)
         return out

@@ -33,6 +33,7 @@ class Empty(Adapter):
     tasks: ClassVar[frozenset[str]] = _TASKS
     summary = "reference: no artifact anywhere (all-False mask), score 0"
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 64, "num_gpus": 0, "gpu_memory_gb": 0}
+    config_keys: ClassVar[frozenset[str]] = frozenset()
 
     def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
         return [Prediction(mask=np.zeros(item.image.shape[:2], dtype=bool), score=0.0) for item in batch]
@@ -47,6 +48,7 @@ class Full(Adapter):
     tasks: ClassVar[frozenset[str]] = _TASKS
     summary = "reference: artifact everywhere (all-True mask), score 1"
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 64, "num_gpus": 0, "gpu_memory_gb": 0}
+    config_keys: ClassVar[frozenset[str]] = frozenset()
 
     def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
         return [Prediction(mask=np.ones(item.image.shape[:2], dtype=bool), score=1.0) for item in batch]
@@ -71,6 +73,7 @@ class Random(Adapter):
     tasks: ClassVar[frozenset[str]] = _TASKS
     summary = "reference: uniform random heatmap and score, seeded per image (config seed)"
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 64, "num_gpus": 0, "gpu_memory_gb": 0}
+    config_keys: ClassVar[frozenset[str]] = frozenset({"seed"})
 
     def __init__(self, seed: int = 0, **config: Any):
         if config:

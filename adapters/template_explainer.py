@@ -135,6 +135,7 @@ class TemplateExplainer(Adapter):
 
     DEFAULTS: ClassVar[dict[str, Any]] = {"signal": "both", "threshold": 0.5, "min_area": 0.001, "max_regions": 3,
                                           "score_quantile": 0.995}
+    config_keys: ClassVar[frozenset[str]] = frozenset(DEFAULTS)
 
     def __init__(self, **config: Any):
         unknown = set(config) - set(self.DEFAULTS)

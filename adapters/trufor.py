@@ -9,10 +9,20 @@ What the official ``trufor_test.py`` does, reproduced here:
   ``tensor / 256.0`` (256, not 255), 1 x 3 x H x W, one image per forward pass;
 - model: ``config._C`` merged with ``trufor.yaml`` (``detconfcmx``: SegFormer-B2 CMX with
   Noiseprint++, confidence and detection heads), ``myEncoderDecoder(cfg)``, weights
-  ``load_state_dict(checkpoint["state_dict"])``; on GPU the yaml's cuDNN settings (all off)
-  are applied, as the script does;
+  ``load_state_dict(checkpoint["state_dict"])`` (strict), ``model.eval()``, forward under
+  ``torch.no_grad()`` (here ``inference_mode``), batch size 1; on GPU the yaml's cuDNN
+  switches (all off) are set, as the script does — the script sets them for its whole
+  process, this adapter only around each of its forward passes (previous values restored),
+  so other adapters in the same process keep theirs;
 - outputs: ``map = softmax(pred)[1]`` (artifact probability at the input size),
-  ``conf = sigmoid(conf)``, ``score = sigmoid(det)``.
+  ``conf = sigmoid(conf)``, ``score = sigmoid(det)``; the script catches any error of one
+  image (prints it, writes no output for it) and goes on — here that image is a failed sample.
+
+The model imports its own helpers during the forward pass (``from .layer_utils import ...``
+in ``models/cmx/builder_np_conf.py``), so every forward pass runs inside the checkout's import
+context (:class:`adapters._util.RepoImports`); outside it, the checkout's ``models`` /
+``config`` / ``data_core`` modules are not in ``sys.modules`` (HiFi-Net's checkout has a
+``models`` package too).
 
 Here: heatmap = ``map`` (the harness's mask is heatmap > 0.5), score = ``score``, and the
 confidence map's mean is in ``extras["conf_mean"]`` and the map itself in ``extras["conf_png"]``
@@ -25,14 +35,16 @@ Config: ``repo`` (checkout root, or its ``test_docker/src``), ``weights`` (defau
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
 from adapters import register_adapter
 from adapters._util import (
     as_bool,
+    error_line,
     failed_prediction,
     AdapterLoadError, existing_path, load_state_dict_strict, load_torch_checkpoint, repo_imports,
     resolve_device, sha256_path,
@@ -95,12 +107,15 @@ class TruForAdapter(Adapter):
         "batch_size": 4, "num_gpus": 1, "gpu_memory_gb": 8, "needs_setup": True,
     }
     flags: ClassVar[dict[str, Any]] = {"non_commercial": True}
+    config_keys: ClassVar[frozenset[str]] = frozenset({"repo", "weights", "allow_pickle", "keep_conf"})
     summary = "TruFor (CVPR23) official test code from your checkout; full res /256, map=softmax[1]"
 
     def __init__(self, **config: Any):
         super().__init__(**config)
         self._model = None
         self._device = "cpu"
+        self._imports = None  # the checkout's import context, re-entered for each forward pass
+        self._cudnn: tuple[bool, bool, bool] | None = None  # yaml's (benchmark, deterministic, enabled)
 
     def _paths(self) -> tuple[Path, Path]:
         repo = existing_path(self.config.get("repo"), "repo", self.name)
@@ -121,9 +136,11 @@ class TruForAdapter(Adapter):
 
     def load(self, device: str = "cpu") -> None:
         src, weights = self._paths()
+        self._model = None
         self._device = resolve_device(device)
+        imports = repo_imports(src, ("config", "models", "data_core"))
         try:
-            with repo_imports(src, ("config", "models", "data_core")):
+            with imports:
                 from config import _C  # type: ignore[import-not-found]
 
                 cfg = _C.clone()
@@ -143,20 +160,35 @@ class TruForAdapter(Adapter):
                 "is 'yacs' installed (pip install yacs)?"
             ) from None
         except Exception as exc:
-            raise AdapterLoadError(f"adapter 'trufor': building the model failed: {type(exc).__name__}: {exc}") from None
+            raise AdapterLoadError(f"adapter 'trufor': building the model failed: {error_line(exc)}") from None
         ckpt = load_torch_checkpoint(weights, allow_pickle=as_bool(self.config.get("allow_pickle", False)),
                                      what="TruFor weights")
         if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
             raise AdapterLoadError(f"TruFor weights {weights}: expected a dict with key 'state_dict' (official format)")
         load_state_dict_strict(model, ckpt["state_dict"], f"TruFor weights {weights}")
-        if self._device.startswith("cuda"):
+        # the official script applies the yaml's cuDNN switches (all False in trufor.yaml) on GPU
+        self._cudnn = (bool(cfg.CUDNN.BENCHMARK), bool(cfg.CUDNN.DETERMINISTIC), bool(cfg.CUDNN.ENABLED)) \
+            if self._device.startswith("cuda") else None
+        self._imports = imports
+        self._model = model.to(self._device).eval()
+
+    @contextlib.contextmanager
+    def _forward_context(self) -> Iterator[None]:
+        """The checkout's imports, and on GPU the yaml's cuDNN switches, for one forward pass;
+        the previous cuDNN switches come back afterwards."""
+        assert self._imports is not None
+        with self._imports:
+            if self._cudnn is None:
+                yield
+                return
             import torch.backends.cudnn as cudnn
 
-            # the official script applies the yaml's cuDNN switches (all False in trufor.yaml)
-            cudnn.benchmark = bool(cfg.CUDNN.BENCHMARK)
-            cudnn.deterministic = bool(cfg.CUDNN.DETERMINISTIC)
-            cudnn.enabled = bool(cfg.CUDNN.ENABLED)
-        self._model = model.to(self._device).eval()
+            before = (cudnn.benchmark, cudnn.deterministic, cudnn.enabled)
+            cudnn.benchmark, cudnn.deterministic, cudnn.enabled = self._cudnn
+            try:
+                yield
+            finally:
+                cudnn.benchmark, cudnn.deterministic, cudnn.enabled = before
 
     def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
         import torch
@@ -168,11 +200,11 @@ class TruForAdapter(Adapter):
         for item in batch:  # full resolution: sizes differ, so one image per pass (as official)
             try:
                 x = torch.from_numpy(trufor_preprocess(item.image))[None].to(self._device)
-                with torch.inference_mode():
+                with self._forward_context(), torch.inference_mode():
                     pred, conf, det, _npp = self._model(x)
                 heat, conf_map, score = trufor_outputs(pred, conf, det)
-            except RuntimeError as exc:  # e.g. out of memory on a large image: this sample fails
-                out.append(failed_prediction(f"{item.sample_id}: TruFor inference failed: {exc}"))
+            except Exception as exc:  # out of memory on a large image, a bad input ...: this sample fails
+                out.append(failed_prediction(f"{item.sample_id}: TruFor inference failed: {error_line(exc)}"))
                 continue
             extras: dict[str, Any] = {}
             if conf_map is not None:

@@ -79,12 +79,26 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 class PredictionCache:
-    """Prediction store under ``root`` (default: ``cache_root()/predictions``)."""
+    """Prediction store under ``root`` (default: ``cache_root()/predictions``).
 
-    def __init__(self, root: Path | str | None = None):
+    ``create=False`` (the ``bench cache`` commands): open an existing cache only — nothing is
+    created; a folder that holds no cache index raises :class:`~bench.errors.BenchError`
+    ("no cache at PATH").
+    """
+
+    def __init__(self, root: Path | str | None = None, *, create: bool = True):
         self.root = Path(root) if root is not None else cache_root() / "predictions"
-        self.root.mkdir(parents=True, exist_ok=True)
         self._db_path = self.root / "index.sqlite"
+        self._create = create
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not self._db_path.is_file():
+            from bench.errors import BenchError
+
+            what = "no such folder" if not self.root.exists() else "no index.sqlite in it"
+            raise BenchError(f"no cache at {self.root} ({what}); nothing was created. The cache is "
+                             "$BENCH_CACHE/predictions (else $XDG_CACHE_HOME/bench/predictions, else "
+                             "~/.cache/bench/predictions) unless --cache-dir names another")
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
 
@@ -92,7 +106,11 @@ class PredictionCache:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():  # never share a connection across fork
             self._pid = os.getpid()
-            conn = sqlite3.connect(self._db_path, timeout=60.0, isolation_level=None)
+            if self._create:
+                conn = sqlite3.connect(self._db_path, timeout=60.0, isolation_level=None)
+            else:  # an existing index only: never create the database file
+                conn = sqlite3.connect(f"{self._db_path.resolve().as_uri()}?mode=rw", uri=True,
+                                       timeout=60.0, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)

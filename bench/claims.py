@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import yaml
 
+from bench.conditions import Condition
 from bench.compare import (Run, canonical_condition, comparability_problems, diff_one, joined_samples,
                            suffixed)
 from bench.errors import BenchError
@@ -106,26 +106,63 @@ def _num(v: Any, what: str, where: str) -> float:
     return float(v)
 
 
+#: Built-in claims files: ``bench verify-claims NAME`` finds ``bench/claims/NAME.yaml``.
+BUILTIN_DIR = Path(__file__).parent / "claims"
+
+
+def builtin_claims() -> list[str]:
+    """Names of the built-in claims files (``legion_robustness`` ...)."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def resolve_claims(name_or_path: Path | str) -> Path:
+    """A claims file by path, or a built-in one by name (``legion_robustness``)."""
+    from bench.validate import did_you_mean
+
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        raise ClaimsFileError(f"{p}: is a folder; give a claims YAML file or a built-in name "
+                              f"({', '.join(builtin_claims())})")
+    text = str(name_or_path)
+    if "/" not in text and "\\" not in text:
+        stem = text[:-5] if text.endswith(".yaml") else text[:-4] if text.endswith(".yml") else text
+        builtin = BUILTIN_DIR / f"{stem}.yaml"
+        if builtin.is_file():
+            return builtin
+        hint = did_you_mean(stem, builtin_claims())
+    else:
+        hint = ""
+    raise ClaimsFileError(f"{text}: no such claims file or built-in claims name{hint} "
+                          f"(built-in: {', '.join(builtin_claims())})")
+
+
 def load_claims(path: Path | str) -> ClaimsFile:
-    """Parse and validate a claims YAML; :class:`ClaimsFileError` naming the file and claim."""
-    p = Path(path).expanduser()
+    """Parse and validate a claims YAML (a path, or a built-in name, see :func:`resolve_claims`);
+    :class:`ClaimsFileError` naming the file, the line and the claim."""
+    from bench.validate import InputError, did_you_mean, load_yaml_file, node_line
+
+    p = resolve_claims(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ClaimsFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ClaimsFileError(f"{p}: not valid YAML: {exc}") from None
+        data, root = load_yaml_file(p, "claims file")
+    except InputError as exc:
+        raise ClaimsFileError(str(exc)) from None
     if not isinstance(data, dict):
         raise ClaimsFileError(f"{p}: a claims file is a YAML mapping with a `claims:` list")
-    unknown = set(data) - _TOP_KEYS
+    unknown = sorted(set(data) - _TOP_KEYS, key=str)
     if unknown:
-        raise ClaimsFileError(f"{p}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+        k = unknown[0]
+        raise ClaimsFileError(f"{p}:{node_line(root, [k], True)}: unknown top-level key {k!r}"
+                              f"{did_you_mean(k, _TOP_KEYS)} (keys: {', '.join(sorted(_TOP_KEYS))})")
     if data.get("schema", CLAIMS_SCHEMA) != CLAIMS_SCHEMA:
         raise ClaimsFileError(f"{p}: schema is {data.get('schema')!r}, expected {CLAIMS_SCHEMA!r}")
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict) or set(defaults) - _CLAIM_KEYS:
-        raise ClaimsFileError(f"{p}: `defaults` must be a mapping of claim fields "
-                              f"({', '.join(sorted(_CLAIM_KEYS))})")
+        bad = sorted(set(defaults) - _CLAIM_KEYS, key=str) if isinstance(defaults, dict) else []
+        hint = f": unknown field {bad[0]!r}{did_you_mean(bad[0], _CLAIM_KEYS)}" if bad else ""
+        raise ClaimsFileError(f"{p}:{node_line(root, ['defaults'])}: `defaults` must be a mapping of claim "
+                              f"fields{hint} ({', '.join(sorted(_CLAIM_KEYS))})")
     aliases_raw = data.get("aliases") or {}
     if not isinstance(aliases_raw, dict):
         raise ClaimsFileError(f"{p}: `aliases` must map a method to an adapter name or a list of names")
@@ -135,12 +172,14 @@ def load_claims(path: Path | str) -> ClaimsFile:
         raise ClaimsFileError(f"{p}: `claims` must be a non-empty list")
     claims = []
     for i, item in enumerate(items, 1):
-        where = f"{p}: claim {i}"
+        where = f"{p}:{node_line(root, ['claims', i - 1])}: claim {i}"
         if not isinstance(item, dict):
             raise ClaimsFileError(f"{where}: must be a mapping, got {item!r}")
-        unknown = set(item) - _CLAIM_KEYS
+        unknown = sorted(set(item) - _CLAIM_KEYS, key=str)
         if unknown:
-            raise ClaimsFileError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+            k = unknown[0]
+            raise ClaimsFileError(f"{where}: unknown field {k!r}{did_you_mean(k, _CLAIM_KEYS)} "
+                                  f"(fields: {', '.join(sorted(_CLAIM_KEYS))})")
         c = {**defaults, **item}
         for key in ("method", "metric"):
             if not c.get(key):
@@ -155,6 +194,8 @@ def load_claims(path: Path | str) -> ClaimsFile:
         tol = _num(c.get("tolerance", 0), "tolerance", where)
         if tol < 0:
             raise ClaimsFileError(f"{where}: tolerance must be >= 0")
+        _check_metric(str(c["metric"]), where)
+        _check_condition(str(c.get("condition", "clean")), where)
         claims.append(Claim(
             method=str(c["method"]), metric=str(c["metric"]),
             condition=canonical_condition(str(c.get("condition", "clean"))),
@@ -168,6 +209,32 @@ def load_claims(path: Path | str) -> ClaimsFile:
             note=str(c["note"]) if c.get("note") else None,
         ))
     return ClaimsFile(p, claims, aliases, str(data.get("title") or ""), str(data.get("source") or ""))
+
+
+def _check_metric(name: str, where: str) -> None:
+    """A claim's metric must be registered: a typo would only ever find "no run"."""
+    from bench.registry import METRICS
+    from bench.validate import did_you_mean
+
+    if name not in METRICS:
+        raise ClaimsFileError(f"{where}: unknown metric {name!r}{did_you_mean(name, METRICS.names())} "
+                              f"(metrics: {', '.join(METRICS.names())})")
+
+
+def _check_condition(key: str, where: str) -> None:
+    """A claim's condition must parse and name registered perturbations."""
+    from bench.registry import PERTURBATIONS
+    from bench.validate import did_you_mean
+
+    try:
+        cond = Condition.parse(key)
+    except ValueError as exc:
+        raise ClaimsFileError(f"{where}: condition {key!r}: {exc}") from None
+    for step in cond.steps:
+        if step.name not in PERTURBATIONS:
+            raise ClaimsFileError(f"{where}: condition {key!r}: unknown perturbation {step.name!r}"
+                                  f"{did_you_mean(step.name, PERTURBATIONS.names())} "
+                                  f"(perturbations: {', '.join(PERTURBATIONS.names())})")
 
 
 # -- matching -------------------------------------------------------------------------------------
@@ -249,6 +316,9 @@ def verify_claim(claim: Claim, runs: Sequence[Run], aliases: dict[str, list[str]
     ra = ra_all[0]
     label = _run_label(ra, len(ra_all))
     m = ra.metric(claim.condition, claim.metric)
+    if m is not None and m.get("value") is None:  # recorded as not computed (e.g. no CSS model)
+        return Verdict(claim, "no run", runs=label, note=f"{claim.metric} not computed under "
+                       f"{claim.condition}: {m.get('reason') or 'no value'}")
     if not claim.relative:
         if m is None:
             return Verdict(claim, "no run", runs=label,
@@ -268,6 +338,9 @@ def verify_claim(claim: Claim, runs: Sequence[Run], aliases: dict[str, list[str]
     if m is None or mb is None:
         who = claim.method if m is None else claim.beats
         return Verdict(claim, "no run", runs=label, note=f"{who}'s run has no {claim.metric} under {claim.condition}")
+    if mb.get("value") is None:
+        return Verdict(claim, "no run", runs=label, note=f"{claim.beats}'s {claim.metric} not computed under "
+                       f"{claim.condition}: {mb.get('reason') or 'no value'}")
     from bench.metrics import get_metric
 
     try:

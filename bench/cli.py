@@ -12,8 +12,16 @@ from bench import __version__
 from bench.errors import BenchError
 
 
+class BenchParser(argparse.ArgumentParser):
+    """argparse with the harness's one-line errors: ``bench: error: <problem> (see `bench run
+    --help`)`` and exit status 2 (argparse's own format prints the whole usage first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"bench: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = BenchParser(
         prog="bench",
         description="Benchmark harness for synthetic-image artifact detection, localization and explanation.",
     )
@@ -31,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

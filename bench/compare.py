@@ -359,6 +359,11 @@ def compare_runs(a: Run, b: Run, *, n_resamples: int | None = None, seed: int | 
         if missing:
             raise BenchError(f"condition(s) {', '.join(missing)} not in both runs (common: {', '.join(keys)})")
         keys = wanted
+    if metrics:  # a typo must not print an empty table
+        from bench.validate import check_metric_names
+
+        common = [m for k in keys for m in (ca[k].get("metrics") or {}) if m in (cb[k].get("metrics") or {})]
+        check_metric_names(metrics, dict.fromkeys(common), "bench compare")
     joined = joined_samples(a, b)
     rows: list[DiffRow] = []
     for key in keys:

@@ -82,24 +82,34 @@ class Condition:
     def parse(cls, text: str) -> "Condition":
         """Parse a key such as ``jpeg(quality=50)`` or ``resize(scale=0.5)+jpeg(quality=75)``.
 
-        Values are parsed as int, then float, then kept as text.
+        Values are parsed as int, then float, then kept as text. A malformed key (unbalanced
+        parentheses, a parameter that is not NAME=VALUE, a parameter given twice) raises
+        ``ValueError`` naming the part and the expected form.
         """
-        text = text.strip()
+        text = str(text).strip()
         if text in ("", "clean", "none"):
             return cls.clean()
+        form = "expected NAME or NAME(PARAM=VALUE,...), steps joined by '+', e.g. jpeg(quality=50)"
         steps = []
         for part in text.split("+"):
             m = _STEP_RE.match(part)
-            if not m:
-                raise ValueError(f"cannot parse condition step {part!r} in {text!r}")
+            if not m or "(" in (m.group(2) or "") or ")" in (m.group(2) or ""):
+                what = "empty step" if not part.strip() else f"step {part.strip()!r}"
+                raise ValueError(f"cannot parse {what} in condition {text!r}: {form}")
             params: dict[str, Any] = {}
             if m.group(2):
                 for kv in m.group(2).split(","):
                     if not kv.strip():
                         continue
                     if "=" not in kv:
-                        raise ValueError(f"parameter {kv!r} in {text!r} is not NAME=VALUE")
+                        raise ValueError(f"parameter {kv.strip()!r} in condition {text!r} is not NAME=VALUE, "
+                                         f"e.g. {m.group(1)}({kv.strip()}=...)")
                     k, v = (s.strip() for s in kv.split("=", 1))
+                    if not k or not v:
+                        raise ValueError(f"parameter {kv.strip()!r} in condition {text!r} needs a name and a value "
+                                         "(NAME=VALUE)")
+                    if k in params:
+                        raise ValueError(f"parameter {k!r} given twice in condition {text!r}; give it once")
                     params[k] = parse_value(v)
             steps.append(Step.make(m.group(1), params))
         return cls(tuple(steps))
@@ -119,11 +129,15 @@ class Condition:
             return cls(tuple(steps))
         if isinstance(spec, Mapping):
             if "perturbation" in spec:
-                return cls((Step.make(spec["perturbation"], spec.get("params") or {}),))
-            if len(spec) == 1:
+                params = spec.get("params") or {}
+                if isinstance(params, Mapping):
+                    return cls((Step.make(str(spec["perturbation"]), params),))
+            elif len(spec) == 1:
                 (name, params), = spec.items()
-                return cls((Step.make(name, params or {}),))
-        raise ValueError(f"cannot read condition from {spec!r}")
+                if isinstance(params, Mapping) or params is None:
+                    return cls((Step.make(str(name), params or {}),))
+        raise ValueError(f"cannot read condition from {spec!r}: give a key such as 'jpeg(quality=50)', "
+                         "{jpeg: {quality: 50}} or {perturbation: jpeg, params: {quality: 50}}")
 
 
 def parse_value(v: str) -> Any:

@@ -1,11 +1,14 @@
-"""Safe image decoding: any mode -> RGB uint8 H x W x 3, with a pixel limit checked before decode."""
+"""Safe image decoding: any mode -> RGB uint8 H x W x 3, with one pixel limit (the harness's and
+Pillow's) checked before decode."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
@@ -13,12 +16,45 @@ from PIL import Image
 from bench.errors import SampleError
 
 #: Images with more pixels than this are refused without decoding (decompression-bomb guard).
-#: Override with the environment variable BENCH_MAX_PIXELS.
+#: Override with the environment variable BENCH_MAX_PIXELS. The one limit: it is also Pillow's
+#: ``Image.MAX_IMAGE_PIXELS`` (set by :func:`max_pixels`), so Pillow neither refuses an image
+#: the harness allows (its own default is ~89 Mpx) nor lets through one the harness refuses.
 DEFAULT_MAX_PIXELS = 64_000_000
 
 
 def max_pixels() -> int:
-    return int(os.environ.get("BENCH_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    """The pixel limit (``$BENCH_MAX_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`), applied to
+    Pillow too."""
+    raw = os.environ.get("BENCH_MAX_PIXELS")
+    try:
+        limit = int(raw) if raw else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise SampleError("BENCH_MAX_PIXELS", f"{raw!r} is not a whole number of pixels") from None
+    if limit <= 0:
+        raise SampleError("BENCH_MAX_PIXELS", f"{limit} is not a positive number of pixels")
+    Image.MAX_IMAGE_PIXELS = limit  # Pillow warns above it, refuses above twice it
+    return limit
+
+
+def _too_large(where: str, w: int, h: int, limit: int) -> SampleError:
+    return SampleError(where, f"image is {w}x{h} = {w * h} pixels, over the limit of {limit} "
+                       "(set BENCH_MAX_PIXELS to raise it); not decoded")
+
+
+def open_checked(src, where: str, limit: int) -> Image.Image:
+    """``Image.open`` under the one pixel limit (our message, whichever check fires first)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our check below says it
+        try:
+            img = Image.open(src)
+        except Image.DecompressionBombError as exc:
+            raise SampleError(where, f"image refused as too large (over the limit of {limit} pixels; "
+                              f"set BENCH_MAX_PIXELS to raise it): {exc}") from None
+    w, h = img.size
+    if w * h > limit:
+        img.close()
+        raise _too_large(where, w, h, limit)
+    return img
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
@@ -44,6 +80,29 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
+@contextlib.contextmanager
+def _loaded(data: bytes | Path | str, where: str, err_where: str, problem: Any) -> Iterator[Any]:
+    """The PIL image of a file or bytes with every pixel decoded (``Image.load``: truncated data
+    raises, LOAD_TRUNCATED_IMAGES stays False), over the pixel limit refused. Other failures
+    are ``SampleError(err_where, problem(reason))``."""
+    try:
+        src = io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb")
+    except FileNotFoundError:
+        raise SampleError(where, "image file not found") from None
+    except OSError as exc:
+        raise SampleError(err_where, problem(exc.strerror or exc)) from None
+    with src:
+        try:
+            img = open_checked(src, where, max_pixels())
+            img.load()
+        except SampleError:
+            raise
+        except Exception as exc:  # PIL raises many types: UnidentifiedImageError, OSError, SyntaxError
+            raise SampleError(err_where, problem(f"{type(exc).__name__}: {exc}")) from None
+        with img:
+            yield img
+
+
 def decode_image(data: bytes | Path | str, name: str | None = None) -> np.ndarray:
     """Decode an image file or bytes to RGB uint8 (H x W x 3).
 
@@ -53,31 +112,7 @@ def decode_image(data: bytes | Path | str, name: str | None = None) -> np.ndarra
     images.
     """
     where = name or (str(data) if not isinstance(data, bytes) else "<bytes>")
-    limit = max_pixels()
-    try:
-        src = io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb")
-    except FileNotFoundError:
-        raise SampleError(where, "image file not found") from None
-    except OSError as exc:
-        raise SampleError(where, f"cannot open image: {exc.strerror or exc}") from None
-    with src:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(src)
-                w, h = img.size
-                if w * h > limit:
-                    raise SampleError(
-                        where, f"image is {w}x{h} = {w * h} pixels, over the limit of {limit} "
-                        "(set BENCH_MAX_PIXELS to raise it); not decoded"
-                    )
-                img.load()  # raises on truncated data (LOAD_TRUNCATED_IMAGES stays False)
-        except SampleError:
-            raise
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise SampleError(where, f"image refused as too large: {exc}") from None
-        except Exception as exc:  # PIL raises many types: UnidentifiedImageError, OSError, SyntaxError
-            raise SampleError(where, f"cannot decode image ({type(exc).__name__}: {exc})") from None
+    with _loaded(data, where, where, lambda reason: f"cannot decode image ({reason})") as img:
         arr = _to_rgb(img)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise SampleError(where, f"decoded to an unusable array of shape {arr.shape}")
@@ -85,14 +120,29 @@ def decode_image(data: bytes | Path | str, name: str | None = None) -> np.ndarra
 
 
 def image_size(path: Path | str) -> tuple[int, int]:
-    """(height, width) from the header only, without decoding pixels."""
+    """(height, width) from the header only, without decoding pixels; an image over the pixel
+    limit is refused as a run refuses it."""
+    limit = max_pixels()
     try:
-        with Image.open(path) as img:
+        with open_checked(path, str(path), limit) as img:
             w, h = img.size
+    except SampleError:
+        raise
     except FileNotFoundError:
         raise SampleError(str(path), "image file not found") from None
     except Exception as exc:
         raise SampleError(str(path), f"cannot read image header ({type(exc).__name__}: {exc})") from None
+    return h, w
+
+
+def verify_image(data: bytes | Path | str, name: str | None = None) -> tuple[int, int]:
+    """(height, width) after decoding every pixel (``Image.load``, no conversion), so a
+    truncated or corrupt file is caught, as a run's decode would catch it. Raises
+    :class:`SampleError` ``truncated or unreadable image <file>: <reason>``; over the pixel
+    limit, the same refusal as :func:`decode_image`."""
+    where = name or (str(data) if not isinstance(data, bytes) else "<bytes>")
+    with _loaded(data, where, "", lambda reason: f"truncated or unreadable image {where}: {reason}") as img:
+        w, h = img.size
     return h, w
 
 
@@ -114,9 +164,11 @@ def load_binary_mask_png(path: Path | str, expect_hw: tuple[int, int] | None = N
     """Read a 0/255 (or 0/1) mask PNG into bool H x W. Refuses other values and wrong sizes."""
     where = str(path)
     try:
-        with Image.open(path) as img:
+        with open_checked(path, where, max_pixels()) as img:
             img.load()
             arr = np.asarray(img.convert("L") if img.mode not in ("L", "1", "I;16", "I") else img)
+    except SampleError:
+        raise
     except FileNotFoundError:
         raise SampleError(where, "prediction mask not found") from None
     except Exception as exc:
@@ -135,3 +187,9 @@ def load_binary_mask_png(path: Path | str, expect_hw: tuple[int, int] | None = N
             f"{expect_hw[1]}x{expect_hw[0]}"
         )
     return mask
+
+
+try:  # Pillow's limit is the harness's from the first import on
+    max_pixels()
+except SampleError:  # a bad BENCH_MAX_PIXELS is reported where an image is opened
+    pass

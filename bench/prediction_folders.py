@@ -15,16 +15,23 @@ name's stem)::
     <dir>/heatmaps/<key>.png    8-bit greyscale heatmap, value / 255 (16-bit: value / 65535)
     <dir>/predictions.jsonl     one JSON object a line: {"id" or "file_name", "score", "explanation"}
 
-Every problem raises :class:`SampleError` naming the file.
+Every problem raises :class:`SampleError` naming the file (and, for ``predictions.jsonl``, the
+line). ``predictions.jsonl`` is read line by line: a malformed, non-UTF-8 or duplicate line
+fails only the sample it belongs to (when its id can still be read from it) with
+``<file>:<line>: <problem>``; a sample without a line fails with a message naming the file
+(and any lines that could not be attributed to a sample). :func:`folder_tasks` says which
+tasks a folder holds predictions for, and why the others are missing.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -32,7 +39,11 @@ from bench.errors import SampleError
 from bench.imageio import load_binary_mask_png
 from bench.types import Prediction
 
-__all__ = ["read_legion_prediction", "read_native_prediction", "read_predictions_jsonl"]
+__all__ = ["read_legion_prediction", "read_native_prediction", "read_predictions_jsonl", "folder_tasks",
+           "PredictionsIndex"]
+
+PREDICTIONS_FILE = "predictions.jsonl"
+TASKS = ("detect", "localize", "explain")
 
 
 # -- legion ------------------------------------------------------------------------------------
@@ -59,9 +70,16 @@ def read_legion_prediction(
 
 def _legion_explanation(path: Path, file_name: str) -> str:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SampleError(str(path), f"cannot read explanation JSON ({type(exc).__name__}: {exc})") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SampleError(str(path), f"cannot read explanation JSON ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise SampleError(f"{path}:{line}", f"not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise SampleError(f"{path}:{exc.lineno}", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(data, dict) or not data:
         raise SampleError(str(path), "expected a JSON object {\"<image path>\": \"<text>\"}")
     matches = [v for k, v in data.items() if Path(str(k)).name == file_name]
@@ -77,48 +95,174 @@ def _legion_explanation(path: Path, file_name: str) -> str:
 
 
 # -- native ------------------------------------------------------------------------------------
-_JSONL_CACHE: dict[tuple[str, int, int], tuple[dict[str, dict], dict[str, dict]]] = {}
+@dataclass
+class PredictionsIndex:
+    """``predictions.jsonl`` parsed line by line.
+
+    ``by_id`` / ``by_name``: the line (a dict with ``_where`` = ``file:line``) of each sample id
+    and file name (and its stem). ``bad``: a problem (``file:line``, text) per id or file name
+    whose line could not be used (malformed JSON, not UTF-8, duplicate); ``orphans``: problems
+    on lines whose sample could not be told. ``exists``: the file is there.
+    """
+
+    path: Path
+    exists: bool = False
+    by_id: dict[str, dict] = field(default_factory=dict)
+    by_name: dict[str, dict] = field(default_factory=dict)
+    bad: dict[str, tuple[str, str]] = field(default_factory=dict)
+    orphans: list[tuple[str, str]] = field(default_factory=list)
+    has_explanation: bool = False
+    has_score: bool = False
+
+    def lookup(self, sample_id: str, file_name: str | None) -> dict | None:
+        """The sample's line, or None; raises SampleError (``file:line``) when its line is bad."""
+        keys = [sample_id] + ([file_name, Path(file_name).stem] if file_name else [])
+        for k in keys:
+            if k in self.bad:
+                where, problem = self.bad[k]
+                raise SampleError(where, problem)
+        rec = self.by_id.get(sample_id)
+        if rec is None and file_name:
+            rec = self.by_name.get(file_name) or self.by_name.get(Path(file_name).stem)
+        return rec
+
+    def missing_message(self, sample_id: str) -> str:
+        msg = f'no line for sample {sample_id!r} (by "id", or "file_name")'
+        if self.orphans:
+            where, problem = self.orphans[0]
+            more = f" and {len(self.orphans) - 1} more" if len(self.orphans) > 1 else ""
+            msg += f"; {len(self.orphans)} line(s) could not be read, e.g. {where}: {problem}{more}"
+        return msg
+
+
+_JSONL_CACHE: dict[tuple[str, int, int], PredictionsIndex] = {}
 _JSONL_LOCK = threading.Lock()
+_ID_RE = re.compile(r'"(id|file_name)"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)')
 
 
-def read_predictions_jsonl(path: Path | str) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Parse ``predictions.jsonl`` into two indexes: by ``id`` and by ``file_name`` (and its
-    stem). Remembered per (path, size, mtime). Raises SampleError naming the line."""
+def _recover_keys(text: str) -> list[str]:
+    """Sample ids / file names still readable in a broken line (to fail that sample)."""
+    out = []
+    for field_name, value in _ID_RE.findall(text):
+        try:
+            v = str(json.loads(value))
+        except ValueError:
+            continue
+        out += [v] if field_name == "id" else [v, Path(v).stem]
+    return out
+
+
+def read_predictions_jsonl(path: Path | str) -> PredictionsIndex:
+    """Parse ``predictions.jsonl`` line by line into a :class:`PredictionsIndex` (remembered
+    per (path, size, mtime)). Never raises for a bad line: the problem is attached to the
+    line's sample (or kept as an orphan)."""
     path = Path(path)
     try:
         st = path.stat()
-    except FileNotFoundError:
-        return {}, {}
+    except (FileNotFoundError, NotADirectoryError):
+        return PredictionsIndex(path)
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     with _JSONL_LOCK:
         if key in _JSONL_CACHE:
             return _JSONL_CACHE[key]
-    by_id: dict[str, dict] = {}
-    by_name: dict[str, dict] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                rec = json.loads(line)
-            except ValueError as exc:
-                raise SampleError(where, f"not valid JSON ({exc})") from None
-            if not isinstance(rec, dict) or not ("id" in rec or "file_name" in rec):
-                raise SampleError(where, 'each line must be an object with "id" or "file_name"')
-            rec = dict(rec, _where=where)
-            if "id" in rec:
-                sid = str(rec["id"])
-                if sid in by_id:
-                    raise SampleError(where, f"id {sid!r} appears twice")
-                by_id[sid] = rec
-            if "file_name" in rec:
-                name = str(rec["file_name"])
-                for k in {name, Path(name).stem}:
-                    by_name.setdefault(k, rec)
+    idx = PredictionsIndex(path, exists=True)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        idx.orphans.append((str(path), f"cannot read the file ({exc.strerror or exc})"))
+        return idx
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    first_line: dict[tuple[str, str], int] = {}
+
+    def bad(keys: Iterable[str], where: str, problem: str) -> None:
+        keys = [k for k in keys if k]
+        if not keys:
+            idx.orphans.append((where, problem))
+        for k in keys:
+            idx.bad.setdefault(k, (where, problem))
+
+    for n, bline in enumerate(raw.split(b"\n"), 1):
+        if not bline.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            line = bline.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad(_recover_keys(bline.decode("utf-8", "replace")), where,
+                f"not UTF-8 (byte 0x{bline[exc.start]:02x} at column {exc.start + 1})")
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            msg = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            bad(_recover_keys(line), where, f"not valid JSON ({msg})")
+            continue
+        if not isinstance(rec, dict) or not ("id" in rec or "file_name" in rec):
+            bad(_recover_keys(line), where, 'each line must be an object with "id" or "file_name"')
+            continue
+        rec = dict(rec, _where=where)
+        keys = []
+        if "id" in rec:
+            keys.append(("id", str(rec["id"])))
+        if "file_name" in rec:
+            name = str(rec["file_name"])
+            keys += [("name", k) for k in dict.fromkeys([name, Path(name).stem])]
+        dup = [k for kind, k in keys if (kind, k) in first_line]
+        if dup:
+            k = dup[0]
+            kind = next(kd for kd, kk in keys if kk == k)
+            what = "id" if kind == "id" else "file name"
+            bad([k for _, k in keys] + [k], where,
+                f"{what} {k!r} appears twice (also line {first_line[(kind, k)]}); which one holds the prediction?")
+            continue
+        for kind, k in keys:
+            first_line[(kind, k)] = n
+            (idx.by_id if kind == "id" else idx.by_name)[k] = rec
+        idx.has_explanation |= rec.get("explanation") is not None
+        idx.has_score |= rec.get("score") is not None
+    # a key whose first line was good but a later one duplicated it: the good line is ambiguous
+    for k in idx.bad:
+        idx.by_id.pop(k, None)
+        idx.by_name.pop(k, None)
     with _JSONL_LOCK:
-        _JSONL_CACHE[key] = (by_id, by_name)
-    return by_id, by_name
+        _JSONL_CACHE[key] = idx
+    return idx
+
+
+def folder_tasks(folder: Path | str, fmt: str) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
+    """The tasks a prediction folder holds predictions for, and for each other task why not
+    (reason, fix): ``localize`` (masks), ``explain`` (texts), ``detect`` (image scores)."""
+    folder = Path(folder)
+    tasks: set[str] = set()
+    missing: dict[str, tuple[str, str | None]] = {}
+    if fmt == "legion":
+        tasks.add("localize")
+        if any(folder.glob("*/explanation.json")):
+            tasks.add("explain")
+        else:
+            missing["explain"] = (f"no <image>/explanation.json in the LEGION output folder {folder}: "
+                                  "no explanations to score",
+                                  "write LEGION's explanation.json files (its infer.py does) and score again")
+        missing["detect"] = ("LEGION's output layout holds no image scores", None)
+        return tasks, missing
+    if (folder / "masks").is_dir() or (folder / "heatmaps").is_dir():
+        tasks.add("localize")
+    else:
+        missing["localize"] = (f"no masks/ or heatmaps/ folder in {folder}: no localization to score",
+                               f"write {folder}/masks/<id>.png (0/255) or heatmaps/<id>.png")
+    idx = read_predictions_jsonl(folder / PREDICTIONS_FILE)
+    jsonl = folder / PREDICTIONS_FILE
+    for task, has, fld in (("explain", idx.has_explanation, "explanation"), ("detect", idx.has_score, "score")):
+        if has:
+            tasks.add(task)
+        elif not idx.exists:
+            missing[task] = (f"{jsonl} does not exist: no {fld}s to score",
+                             f'write {jsonl} with one {{"id": ..., "{fld}": ...}} line per sample')
+        else:
+            missing[task] = (f'no line of {jsonl} has an "{fld}" field: no {fld}s to score',
+                             f'add "{fld}" to the lines of {jsonl}')
+    return tasks, missing
 
 
 def _first_file(folder: Path, keys: list[str]) -> Path | None:
@@ -130,13 +274,15 @@ def _first_file(folder: Path, keys: list[str]) -> Path | None:
 
 
 def _read_heatmap(path: Path, hw: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
+    from bench.imageio import open_checked, max_pixels
 
     try:
-        with Image.open(path) as img:
+        with open_checked(path, str(path), max_pixels()) as img:
             img.load()
             mode = img.mode
             arr = np.asarray(img)
+    except SampleError:
+        raise
     except Exception as exc:
         raise SampleError(str(path), f"cannot decode heatmap ({type(exc).__name__}: {exc})") from None
     if mode == "L":
@@ -153,26 +299,32 @@ def _read_heatmap(path: Path, hw: tuple[int, int]) -> np.ndarray:
 
 
 def read_native_prediction(
-    folder: Path | str, sample_id: str, file_name: str | None, hw: tuple[int, int]
+    folder: Path | str, sample_id: str, file_name: str | None, hw: tuple[int, int],
+    tasks: Iterable[str] | None = None,
 ) -> Prediction:
     """Read one sample's prediction from a ``native`` folder (see the module doc).
 
-    Files are looked up by ``sample_id`` first, then by the stem of ``file_name``. A sample with
-    no mask, no heatmap and no ``predictions.jsonl`` line raises SampleError.
+    Files are looked up by ``sample_id`` first, then by the stem of ``file_name``. ``tasks``
+    (default: what the folder holds, :func:`folder_tasks`) are the outputs this sample must
+    have: a missing mask (``localize``) or a missing ``predictions.jsonl`` line (``explain``,
+    ``detect``) raises SampleError naming the file; so does a bad line of this sample.
     """
     folder = Path(folder)
+    if tasks is None:
+        tasks = folder_tasks(folder, "native")[0]
+    tasks = set(tasks)
     keys = [sample_id] + ([Path(file_name).stem] if file_name else [])
     keys = [k for i, k in enumerate(keys) if k and k not in keys[:i] and "/" not in k and k not in (".", "..")]
+    if not keys:
+        raise SampleError(str(folder), f"sample id {sample_id!r} cannot name a file in a prediction folder")
     mask_path = _first_file(folder / "masks", keys)
     heat_path = _first_file(folder / "heatmaps", keys)
     mask = load_binary_mask_png(mask_path, tuple(hw)) if mask_path else None
     heatmap = _read_heatmap(heat_path, tuple(hw)) if heat_path else None
 
-    jsonl = folder / "predictions.jsonl"
-    by_id, by_name = read_predictions_jsonl(jsonl)
-    rec: dict[str, Any] | None = by_id.get(sample_id)
-    if rec is None and file_name:
-        rec = by_name.get(file_name) or by_name.get(Path(file_name).stem)
+    jsonl = folder / PREDICTIONS_FILE
+    idx = read_predictions_jsonl(jsonl)
+    rec: dict[str, Any] | None = idx.lookup(sample_id, file_name)  # a bad line raises (file:line)
     score = explanation = None
     if rec is not None:
         where = rec["_where"]
@@ -185,10 +337,21 @@ def read_native_prediction(
             if not isinstance(rec["explanation"], str):
                 raise SampleError(where, "explanation must be a string")
             explanation = rec["explanation"]
+        if "detect" in tasks and score is None:
+            raise SampleError(where, f'no "score" for sample {sample_id!r} (other lines have one)')
+        if "explain" in tasks and explanation is None:
+            raise SampleError(where, f'no "explanation" for sample {sample_id!r} (other lines have one; '
+                              'an empty string says "no explanation" and scores 0)')
     if mask is None and heatmap is None and rec is None:
         raise SampleError(
             str(folder), f"no prediction for sample {sample_id!r}: looked for masks/{keys[0]}.png, "
             f"heatmaps/{keys[0]}.png (or by file stem) and a line in predictions.jsonl"
+            + (f" ({idx.missing_message(sample_id).split('; ', 1)[1]})" if idx.orphans else "")
         )
+    if "localize" in tasks and mask is None and heatmap is None:
+        raise SampleError(str(folder), f"no mask for sample {sample_id!r}: looked for masks/{keys[0]}.png "
+                          f"and heatmaps/{keys[0]}.png (or by file stem)")
+    if ("explain" in tasks or "detect" in tasks) and rec is None:
+        raise SampleError(str(jsonl), idx.missing_message(sample_id) if idx.exists else "file not found")
     src = str(mask_path or heat_path or jsonl)
     return Prediction(heatmap=heatmap, mask=mask, score=score, explanation=explanation, extras={"source": src})

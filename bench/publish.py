@@ -2,8 +2,8 @@
 
 A run folder holds ``results.json`` (schema ``bench.results/1``), ``samples.parquet`` and an
 optional ``gallery/``. Publishing checks it thoroughly (schema, types, fractions in [0, 1],
-fingerprints, every condition present in the per-sample table, no failed samples unless
-allowed), refuses duplicates, and copies it atomically (temporary folder + rename) to
+fingerprints, every condition present in the per-sample table, no failed samples and no
+metric recorded as not computed unless allowed), refuses duplicates, and copies it atomically (temporary folder + rename) to
 ``<results>/<suite>/<adapter>__<run_id>/`` with a ``publish.json`` beside the files recording
 how it was published. Nothing is executed or unpickled: JSON and parquet only.
 
@@ -113,6 +113,10 @@ def _is_num(x: Any) -> bool:
 def _is_fraction(x: Any, low: float = 0.0) -> bool:
     return _is_num(x) and math.isfinite(x) and low <= x <= 1.0
 
+
+#: A metric's ``status`` (absent = ``ok``): ``not_computed`` = the run could not compute it
+#: (value and ci95 null, with ``reason`` and ``fix``); never shown or ranked as 0.
+METRIC_STATUSES = ("ok", "not_computed")
 
 #: Metrics whose values may be negative: a cosine similarity lies in [-1, 1].
 SIGNED_METRICS = frozenset({"css"})
@@ -247,6 +251,16 @@ def _validate_condition(c: Any, i: int, seen: set[str]) -> list[str]:
         if not isinstance(m, dict):
             p.append(f"{mctx}should be an object {{value, ci95, n}}")
             continue
+        status = m.get("status", "ok")
+        if status not in METRIC_STATUSES:
+            p.append(f"{mctx}status {str(status)[:40]!r} is not one of {', '.join(METRIC_STATUSES)}")
+        elif status == "not_computed":
+            if m.get("value") is not None or m.get("ci95") is not None:
+                p.append(f"{mctx}is not computed, so its value and ci95 must be null")
+            if not (isinstance(m.get("reason"), str) and m["reason"].strip()):
+                p.append(f"{mctx}is not computed but gives no reason")
+            if m.get("fix") is not None and not isinstance(m["fix"], str):
+                p.append(f"{mctx}fix should be a string or null")
         if "value" not in m:
             p.append(f"{mctx}value is missing")
         elif not (_is_undefined(m["value"]) or _is_fraction(m["value"], low)):
@@ -405,8 +419,24 @@ class CheckedRun:
                 f"{slug(self.data['adapter']['name'])}__{slug(self.data['run_id'])}")
 
 
-def check_run(run_dir: Path | str, allow_failed: bool = False) -> CheckedRun:
-    """Validate a run folder; raise :class:`PublishError` listing every problem."""
+def not_computed_metrics(data: dict) -> dict[str, dict[str, Any]]:
+    """{metric: {reason, fix, conditions}} for the metrics ``data`` records as not computed."""
+    out: dict[str, dict[str, Any]] = {}
+    for c in data.get("conditions") or []:
+        if not isinstance(c, dict):
+            continue
+        for name, m in (c.get("metrics") or {}).items():
+            if isinstance(m, dict) and m.get("status") == "not_computed":
+                e = out.setdefault(name, {"reason": m.get("reason"), "fix": m.get("fix"), "conditions": []})
+                e["conditions"].append(c.get("key"))
+    return out
+
+
+def check_run(run_dir: Path | str, allow_failed: bool = False,
+              allow_missing_metrics: bool = False) -> CheckedRun:
+    """Validate a run folder; raise :class:`PublishError` listing every problem. A metric
+    recorded as not computed is refused unless ``allow_missing_metrics`` (the board then
+    shows it as "n/a (not computed)")."""
     run_dir = Path(run_dir)
     where = str(run_dir)
     if not run_dir.is_dir():
@@ -427,6 +457,12 @@ def check_run(run_dir: Path | str, allow_failed: bool = False) -> CheckedRun:
         per = ", ".join(f"{c['key']}: {c['n_failed']}" for c in data["conditions"] if c["n_failed"])
         problems.append(f"{n_failed} failed sample(s) ({per}); fix them, or publish with --allow-failed "
                         "(the board then flags the row)")
+    missing = not_computed_metrics(data)
+    if missing and not allow_missing_metrics:
+        for name, e in missing.items():
+            fix = f"; fix: {e['fix']} and score again" if e.get("fix") else ""
+            problems.append(f"metric {name} was not computed ({e['reason']}){fix}; or publish with "
+                            "--allow-missing-metrics (the board then shows it as n/a (not computed))")
     if problems:
         raise PublishError(where, problems)
     return CheckedRun(run_dir, data, n_failed)
@@ -447,14 +483,15 @@ def _copy_tree(src: Path, dst: Path) -> None:
             shutil.copyfile(f, dst / rel)
 
 
-def publish(run_dir: Path | str, results_dir: Path | str = "results", allow_failed: bool = False) -> Path:
+def publish(run_dir: Path | str, results_dir: Path | str = "results", allow_failed: bool = False,
+            allow_missing_metrics: bool = False) -> Path:
     """Validate ``run_dir`` and copy it to ``<results_dir>/<suite>/<adapter>__<run_id>/``.
 
     Raises :class:`PublishError` when the run is invalid or duplicates a published one.
     Returns the new folder. The copy is atomic: files are written to a temporary folder beside
     the destination, which is then renamed into place.
     """
-    checked = check_run(run_dir, allow_failed)
+    checked = check_run(run_dir, allow_failed, allow_missing_metrics)
     results_dir = Path(results_dir)
     dup = find_duplicate(checked.data, results_dir)
     if dup:
@@ -471,6 +508,8 @@ def publish(run_dir: Path | str, results_dir: Path | str = "results", allow_fail
         meta = {
             "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "allow_failed": bool(allow_failed),
+            "allow_missing_metrics": bool(allow_missing_metrics),
+            "not_computed": sorted(not_computed_metrics(checked.data)),
             "n_failed": checked.n_failed,
             "results_sha256": hashlib.sha256((tmp / RESULTS_FILE).read_bytes()).hexdigest(),
         }

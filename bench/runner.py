@@ -91,33 +91,73 @@ class AdapterRun:
     out_dir: Path | None
     results: dict[str, Any] | None
     infer: ShardReport
+    #: failures of this run (counts, top reasons, reused from the cache): bench.report.FailureSummary
+    failures: Any = None
 
 
 # -- conditions ---------------------------------------------------------------------------
 
 def suite_conditions(suite: Suite, perturb: str | None, extra: Sequence[str]) -> list[Condition]:
     """Clean first, then the preset's conditions, then the suite's and the command line's;
-    duplicates dropped, order kept."""
-    conds: list[Condition] = [Condition.clean()]
+    duplicates dropped, order kept. A malformed or unknown condition is an
+    :class:`~bench.validate.InputError` naming where it came from (checked before any work)."""
+    from bench.validate import InputError
+
+    conds: list[tuple[str, Condition]] = [("clean", Condition.clean())]
     preset = perturb or suite.perturb
     if preset:
         from perturbations.presets import preset_conditions
 
-        conds += preset_conditions(preset)
-    conds += [Condition.from_spec(c) for c in suite.conditions]
-    conds += [Condition.parse(c) for c in extra]
+        conds += [(f"preset {preset!r}", c) for c in preset_conditions(preset)]
+    src = f"{suite.source or f'suite {suite.name!r}'}: conditions"
+    for i, spec in enumerate(suite.conditions):
+        try:
+            conds.append((f"{src}[{i}]", Condition.from_spec(spec)))
+        except ValueError as exc:
+            raise InputError(f"{src}[{i}]: {exc}") from None
+    for text in extra:
+        try:
+            conds.append((f"--condition {text!r}", Condition.parse(text)))
+        except ValueError as exc:
+            raise InputError(f"--condition {text!r}: {exc}") from None
     from perturbations import canonical_condition
 
     seen, out = set(), []
-    for c in conds:
+    for where, c in conds:
         try:  # bad names or parameters fail here, before any work; sigma=1 and 1.0 share a key
             c = canonical_condition(c)
-        except ValueError as exc:
-            raise BenchError(f"condition {c.key!r}: {exc}") from None
+        except (ValueError, BenchError) as exc:
+            what = "" if where.startswith("--condition") else f" condition {c.key!r}:"
+            raise InputError(f"{where}:{what} {exc}") from None
         if c.key not in seen:
             seen.add(c.key)
             out.append(c)
     return out
+
+
+def check_inputs(suite: Suite, adapters: Sequence[str], opts: RunOptions) -> list[Condition]:
+    """Every input of a run, before any work (no dataset opened, no model built or loaded):
+    adapter names and configs, options, the suite's registry names and every condition.
+    Returns the run's conditions; :class:`~bench.validate.InputError` in one line otherwise."""
+    from bench.validate import InputError, check_run_configs, check_suite_names
+
+    if not adapters:
+        raise InputError("no adapter to run: pass --adapter NAME (`bench ls adapters`)")
+    for name in adapters:
+        ADAPTERS.entry(name)  # unknown names fail before any work, with suggestions
+    if opts.limit is not None and (isinstance(opts.limit, bool) or not isinstance(opts.limit, int)
+                                   or opts.limit < 1):
+        raise InputError(f"--limit must be a positive integer (the first N samples), got {opts.limit!r}")
+    if opts.workers is not None and (not isinstance(opts.workers, int) or opts.workers < 1):
+        raise InputError(f"--workers must be a positive integer, got {opts.workers!r}")
+    if opts.phase not in ("all", "infer", "score"):
+        raise InputError(f"--phase must be all, infer or score, got {opts.phase!r}")
+    if opts.executor not in ("local", "ray"):
+        raise InputError(f"--executor must be local or ray, got {opts.executor!r}")
+    check_suite_names(suite)
+    conditions = suite_conditions(suite, opts.perturb, opts.extra_conditions)
+    check_run_configs(opts.adapter_configs, adapters)
+    return conditions
 
 
 # -- dataset ------------------------------------------------------------------------------
@@ -393,16 +433,44 @@ def safe_name(text: str) -> str:
 
 def run_suite(suite: Suite, adapters: Sequence[str], opts: RunOptions) -> list[AdapterRun]:
     """Run ``adapters`` on ``suite``; returns one AdapterRun per adapter (results None for
-    ``--phase infer``)."""
-    for name in adapters:
-        ADAPTERS.entry(name)  # unknown names fail before any work, with suggestions
-    dataset = open_dataset(suite, opts)
-    samples = dataset.samples()
-    if opts.limit:
+    ``--phase infer``). Every input is checked first (:func:`check_inputs`), then the output
+    folder (:func:`bench.outdir.check_out_dir`), which stays locked while the run lasts."""
+    from bench.outdir import RunLock, check_out_dir
+
+    conditions = check_inputs(suite, adapters, opts)
+    lock = None
+    if opts.phase != "infer":  # the infer phase writes only the cache
+        check_out_dir(Path(opts.out_dir), [safe_name(a) for a in adapters])
+        lock = RunLock(Path(opts.out_dir), opts.command).acquire()
+    try:
+        return _run_locked(suite, adapters, opts, conditions)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _open_samples(suite: Suite, opts: RunOptions) -> tuple[Dataset, list[Sample]]:
+    try:
+        dataset = open_dataset(suite, opts)
+        samples = dataset.samples()
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        root = opts.data_root
+        if root is not None and Path(root).is_file():
+            raise BenchError(f"--data-root {root}: is a file, but dataset {suite.dataset!r} needs a folder "
+                             "(see README: Datasets)") from None
+        raise BenchError(f"--data-root {root}: {exc.strerror or exc}: {exc.filename}") from None
+    except PermissionError as exc:
+        raise BenchError(f"dataset {suite.dataset!r}: cannot read {exc.filename}: permission denied") from None
+    if opts.limit is not None:
         samples = samples[: opts.limit]
     if not samples:
         raise BenchError(f"dataset {dataset.name!r} split {dataset.split!r} has no samples")
-    conditions = suite_conditions(suite, opts.perturb, opts.extra_conditions)
+    return dataset, samples
+
+
+def _run_locked(suite: Suite, adapters: Sequence[str], opts: RunOptions,
+                conditions: list[Condition]) -> list[AdapterRun]:
+    dataset, samples = _open_samples(suite, opts)
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else cache_root() / "predictions"
     runs: list[AdapterRun] = []
     pool = WorkerPool(opts.n_workers)
@@ -428,7 +496,7 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
             print(f"bench: {report.stopped}", file=sys.stderr)
     infer_s = time.perf_counter() - t0
     if opts.phase == "infer":
-        return AdapterRun(name, None, None, report)
+        return AdapterRun(name, None, None, report, _failure_summary(name, jobs, cache_dir, report))
     t1 = time.perf_counter()
     from bench.score_cache import ScoredTables
     from bench.scoring import add_metric_columns, aggregate
@@ -461,7 +529,10 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
     )
     out = Path(opts.out_dir) / safe_name(name)
     out.mkdir(parents=True, exist_ok=True)
+    from bench.outdir import clean_previous_run
     from bench.scoring import write_parquet
+
+    clean_previous_run(out)  # an earlier run's results and gallery files of this adapter
 
     write_parquet(df, out / "samples.parquet")
     write_json_atomic(out / "results.json", _sanitize(results))
@@ -472,7 +543,36 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
             write_gallery(out / "gallery", jobs, conditions, suite, cache_dir, opts.gallery_size)
         except Exception as exc:  # pictures are a convenience; never lose a result for them
             log.warning("gallery not written: %s", exc)
-    return AdapterRun(name, out, results, report)
+    return AdapterRun(name, out, results, report, _failure_summary(name, jobs, cache_dir, report, df))
+
+
+def _failure_summary(name: str, jobs: list, cache_dir: Path, report: ShardReport, df=None):
+    """What failed in this adapter's run (bench.report.FailureSummary): from the scored table,
+    or (``--phase infer``) from the failures recorded in the cache; failures recorded by an
+    earlier run and not retried now are counted as reused."""
+    import pandas as pd
+
+    from bench.report import summarize_failures
+
+    cache = PredictionCache(cache_dir)
+    try:
+        failed = [(sample, cond, key) for sample, items in jobs for cond, key in items
+                  if cache.status(key) == "failed"]
+        if df is None:
+            df = pd.DataFrame(
+                [{"sample_id": s.id, "file_name": s.file_name, "condition": c, "status": "failed",
+                  "error": cache.get_failure(k)} for s, c, k in failed],
+                columns=["sample_id", "file_name", "condition", "status", "error"])
+            n_rows = sum(len(items) for _, items in jobs)
+        else:
+            n_rows = None
+    finally:
+        cache.close()
+    summary = summarize_failures(name, df, stopped=report.stopped,
+                                 n_reused=max(0, len(failed) - report.n_failed))
+    if n_rows is not None:
+        summary.n_rows = n_rows
+    return summary
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:

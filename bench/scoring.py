@@ -22,7 +22,7 @@ from bench.types import FAKE, REAL, Prediction, Sample
 
 ROW_COLUMNS = [
     "sample_id", "file_name", "condition", "label", "status", "error", "height", "width",
-    "tp", "fp", "fn", "tn", "score", "explanation", "reference",
+    "tp", "fp", "fn", "tn", "score", "explanation", "reference", "warning",
 ]
 
 
@@ -89,6 +89,8 @@ def score_sample(sample: Sample, items: Sequence[tuple[str, Any]], source: Predi
     rows: list[dict[str, Any]] = []
     gt: np.ndarray | None = None
     gt_error: str | None = f"{sample.where}: {sample.error}" if sample.error else None
+    # loader notes (duplicate_record ...) and ground-truth ones (geometry_clipped): never fatal
+    warnings = list(sample.warnings)
     for cond_key, ref in items:
         row = {**base, "condition": cond_key, "status": "ok", "error": None, "height": None,
                "width": None, "tp": None, "fp": None, "fn": None, "tn": None, "score": None,
@@ -101,7 +103,7 @@ def score_sample(sample: Sample, items: Sequence[tuple[str, Any]], source: Predi
                 raise SampleError(sample.where, str(pred.extras["error"]))
             if gt is None:
                 try:
-                    gt = sample.load_mask(h, w)
+                    gt = sample.load_mask(h, w, warnings)
                 except SampleError as exc:
                     gt_error = str(exc)
                     raise
@@ -120,6 +122,7 @@ def score_sample(sample: Sample, items: Sequence[tuple[str, Any]], source: Predi
             row.update(status="failed", error=str(exc))
         except Exception as exc:  # a bug in one sample must not lose the others
             row.update(status="failed", error=f"{sample.where}: {type(exc).__name__}: {exc}")
+        row["warning"] = "; ".join(warnings) or None
         rows.append(row)
     return rows
 
@@ -142,7 +145,8 @@ def clean_prediction(text: str | None, protocol: dict[str, Any]) -> str:
     name = protocol.get("text_cleaning", "none")
     if name not in TEXT_CLEANINGS:
         raise ValueError(f"unknown text_cleaning {name!r}; known: {sorted(TEXT_CLEANINGS)}")
-    return TEXT_CLEANINGS[name](text or "") if text else ""
+    # a missing explanation may come back from a table as NaN (pandas string columns)
+    return TEXT_CLEANINGS[name](text) if isinstance(text, str) and text else ""
 
 
 def _applies(spec: MetricSpec, labels: pd.Series) -> pd.Series:
@@ -153,40 +157,95 @@ def _applies(spec: MetricSpec, labels: pd.Series) -> pd.Series:
     return pd.Series(True, index=labels.index)
 
 
+#: ``df.attrs`` key: {metric: {reason, fix, retry[, protocol]}} for metrics that could not be
+#: computed (kept with the table, also through parquet); :func:`aggregate` reports them as
+#: ``status: not_computed`` with a null value, never as 0.
+NOT_COMPUTED = "not_computed"
+
+
+def not_computed(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The table's not-computed metrics: {metric: {reason, fix}}."""
+    return dict(df.attrs.get(NOT_COMPUTED) or {})
+
+
+def mark_not_computed(df: pd.DataFrame, name: str, reason: str, fix: str | None = None,
+                      protocol: dict[str, Any] | None = None) -> None:
+    """Record that metric ``name`` could not be computed for this table. With ``protocol`` the
+    cause is the environment (e.g. a model absent from the local cache): :func:`aggregate`
+    tries again, so a table cached before the model was fetched is completed later."""
+    entry: dict[str, Any] = {"reason": reason, "fix": fix, "retry": protocol is not None}
+    if protocol is not None:
+        entry["protocol"] = protocol
+    df.attrs[NOT_COMPUTED] = {**(df.attrs.get(NOT_COMPUTED) or {}), name: entry}
+    df[name] = np.full(len(df), np.nan)
+
+
 def add_metric_columns(df: pd.DataFrame, metric_names: Iterable[str], tasks: set[str],
-                       protocol: dict[str, Any]) -> list[str]:
+                       protocol: dict[str, Any],
+                       missing_tasks: dict[str, tuple[str, str | None]] | None = None) -> list[str]:
     """Add one float column per pixel/text metric (NaN where it does not apply). Returns the
-    names of the metrics that apply to this adapter (by task)."""
+    names of the metrics that apply to this adapter (by task).
+
+    A metric that cannot be computed here (:class:`~bench.metrics.MetricUnavailable`, e.g. the
+    CSS model is not in the local cache) gets an all-NaN column and is recorded in
+    ``df.attrs["not_computed"]``; every other metric is still computed. ``missing_tasks``
+    ({task: (reason, fix)}): tasks the predictions should have covered but do not (a
+    prediction folder without explanations): their metrics are recorded as not computed too.
+    """
+    from bench.metrics import MetricUnavailable
+
     used: list[str] = []
     ok = df["status"] == "ok"
     for name in metric_names:
         spec = get_metric(name)
         if spec.task not in tasks:
+            if missing_tasks and spec.task in missing_tasks:
+                used.append(name)
+                mark_not_computed(df, name, *missing_tasks[spec.task])
             continue
         used.append(name)
         if spec.kind == "detection":
             continue
         col = np.full(len(df), np.nan)
         mask = (ok & _applies(spec, df["label"])).to_numpy().copy()
-        if spec.kind == "pixel":
-            mask &= df["tp"].notna().to_numpy()
-            if mask.any():
-                sub = df.loc[mask, ["tp", "fp", "fn", "tn"]].astype("float64").to_numpy().T
-                col[mask] = spec.fn(*sub)
-        elif spec.kind == "text":
-            mask &= df["reference"].notna().to_numpy()
-            if mask.any():
-                preds = [clean_prediction(t, protocol) for t in df.loc[mask, "explanation"]]
-                refs = [str(r) for r in df.loc[mask, "reference"]]
-                col[mask] = np.asarray(spec.fn(preds, refs, protocol=protocol), dtype=np.float64)
+        try:
+            if spec.kind == "pixel":
+                mask &= df["tp"].notna().to_numpy()
+                if mask.any():
+                    sub = df.loc[mask, ["tp", "fp", "fn", "tn"]].astype("float64").to_numpy().T
+                    col[mask] = spec.fn(*sub)
+            elif spec.kind == "text":
+                mask &= df["reference"].notna().to_numpy()
+                if mask.any():
+                    preds = [clean_prediction(t, protocol) for t in df.loc[mask, "explanation"]]
+                    refs = [str(r) for r in df.loc[mask, "reference"]]
+                    col[mask] = np.asarray(spec.fn(preds, refs, protocol=protocol), dtype=np.float64)
+        except MetricUnavailable as exc:
+            mark_not_computed(df, name, exc.reason, exc.fix, protocol=dict(protocol))
+            continue
         df[name] = col
+        if name in (df.attrs.get(NOT_COMPUTED) or {}):  # computed now (a retry)
+            df.attrs[NOT_COMPUTED] = {k: v for k, v in df.attrs[NOT_COMPUTED].items() if k != name}
     return used
+
+
+def _retry_not_computed(df: pd.DataFrame, metric_names: Sequence[str]) -> None:
+    """Compute again the metrics that were not computed for an environment reason (the model
+    may have been fetched since the table was cached)."""
+    for name, entry in not_computed(df).items():
+        if name in metric_names and entry.get("retry") and isinstance(entry.get("protocol"), dict):
+            spec = get_metric(name)
+            add_metric_columns(df, [name], {spec.task}, entry["protocol"])
 
 
 def aggregate(df: pd.DataFrame, condition_keys: Sequence[str], metric_names: Sequence[str],
               bootstrap: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per condition: n, n_failed and {metric: {value, ci95, n}} (means over images)."""
+    """Per condition: n, n_failed and {metric: {value, ci95, n}} (means over images); a metric
+    the table could not compute: {value: None, ci95: None, n: 0, status: "not_computed",
+    reason, fix}."""
     n_boot, seed = int(bootstrap.get("n", 1000)), int(bootstrap.get("seed", 0))
+    _retry_not_computed(df, metric_names)
+    missing = not_computed(df)
     out: dict[str, dict[str, Any]] = {}
     for key in condition_keys:
         sub = df[df["condition"] == key]
@@ -194,6 +253,11 @@ def aggregate(df: pd.DataFrame, condition_keys: Sequence[str], metric_names: Seq
         metrics: dict[str, Any] = {}
         for name in metric_names:
             spec = get_metric(name)
+            if name in missing:  # recorded as missing, never as 0
+                metrics[name] = {"value": None, "ci95": None, "n": 0, "status": "not_computed",
+                                 "reason": missing[name].get("reason") or "not computed",
+                                 "fix": missing[name].get("fix")}
+                continue
             if spec.kind == "detection":
                 has = ok["score"].notna()
                 scores = ok.loc[has, "score"].astype("float64").to_numpy()

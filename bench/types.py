@@ -51,7 +51,9 @@ class Sample:
     boxes, LEGION's LOKI rule), ``heatmap`` (``gt_heatmap`` > 0, nearest resize; RichHF),
     ``file`` (a mask image at ``mask_path``), ``none`` (no artifact: all False).
     ``error`` set means the record itself is broken: the sample is counted as failed with
-    that message, never dropped.
+    that message, never dropped. ``clip_geometry``: polygons / boxes past the image border are
+    filled clipped, as LEGION's code does (else refused; :mod:`bench.masks`). ``warnings``:
+    ``"code: text"`` notes from the loader (e.g. ``duplicate_record``), kept with the scores.
     """
 
     id: str
@@ -68,6 +70,8 @@ class Sample:
     #: :meth:`heatmap_array` (keeps a 16k-record RichHF split at ~1/50 of the memory)
     gt_heatmap_png: bytes | None = field(default=None, repr=False, compare=False)
     error: str | None = None
+    clip_geometry: bool = False
+    warnings: tuple[str, ...] = ()
 
     @property
     def file_name(self) -> str:
@@ -118,8 +122,9 @@ class Sample:
                 raise SampleError(self.where, f"cannot decode ground-truth heatmap ({exc})") from None
         raise SampleError(self.where, "no ground-truth heatmap for this record")
 
-    def load_mask(self, height: int, width: int) -> np.ndarray:
-        """Ground-truth artifact mask, bool H x W at the given (original) image size."""
+    def load_mask(self, height: int, width: int, warnings: list[str] | None = None) -> np.ndarray:
+        """Ground-truth artifact mask, bool H x W at the given (original) image size; notes on
+        clipped geometry are appended to ``warnings`` when given."""
         from bench import masks  # local: keeps cv2 off the import path of light users
 
         where = self.where
@@ -127,10 +132,10 @@ class Sample:
             return np.zeros((height, width), dtype=bool)
         if self.mask_rule == "polygon":
             polys = [p for r in self.regions for p in r.polygons]
-            return masks.polygons_to_mask(polys, height, width, where)
+            return masks.polygons_to_mask(polys, height, width, where, self.clip_geometry, warnings)
         if self.mask_rule == "box_inclusive":
             boxes = [r.box for r in self.regions if r.box is not None]
-            return masks.boxes_to_mask_inclusive(boxes, height, width, where)
+            return masks.boxes_to_mask_inclusive(boxes, height, width, where, self.clip_geometry, warnings)
         if self.mask_rule == "heatmap":
             return masks.heatmap_to_mask(self.heatmap_array(), height, width)
         if self.mask_rule == "file":
@@ -235,9 +240,37 @@ class Adapter(abc.ABC):
     #: config keys that do not change outputs (timeouts, GPU lists, batch size ...): recorded in
     #: results but left out of the cache key, so a re-run on other hardware reuses predictions.
     runtime_keys: ClassVar[frozenset[str]] = frozenset()
+    #: the config keys the adapter accepts (``runtime_keys`` are accepted too); ``frozenset()``
+    #: for an adapter without options. None: not declared, so the harness cannot refuse a
+    #: misspelt ``--config`` key before a run (the adapter's ``__init__`` should then refuse
+    #: unknown keys itself). When declared, ``__init__`` refuses any other key, with a suggestion.
+    config_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, **config: Any):
+        self.check_config(config)
         self.config: dict[str, Any] = dict(config)
+
+    @classmethod
+    def accepted_config_keys(cls) -> frozenset[str] | None:
+        """``config_keys | runtime_keys``, or None when the adapter declares nothing."""
+        if cls.config_keys is None:
+            return None
+        return frozenset(cls.config_keys) | frozenset(cls.runtime_keys)
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> None:
+        """Refuse a config key the adapter does not declare (``InputError``, a ValueError)."""
+        keys = cls.accepted_config_keys()
+        if keys is None:
+            return
+        unknown = [k for k in config if k not in keys]
+        if unknown:
+            from bench.validate import InputError, did_you_mean
+
+            k = unknown[0]
+            listing = ", ".join(sorted(keys)) if keys else "none: it takes no options"
+            raise InputError(f"adapter {getattr(cls, 'name', cls.__name__)!r} has no option {k!r}"
+                             f"{did_you_mean(k, keys)} (options: {listing})")
 
     def load(self, device: str = "cpu") -> None:
         """Load weights onto ``device`` ("cpu", "cuda", "cuda:1"). Default: nothing to load."""

@@ -191,6 +191,10 @@ def badges(run: Run) -> str:
     for k, v in sorted(f.items()):
         if k not in ("finetuned_on", "external", "box_output", "hard_mask") and v:
             out.append(str(k) if v is True else f"{k}={v}")
+    missing = sorted({m for c in run.conditions for m, v in (c.get("metrics") or {}).items()
+                      if isinstance(v, dict) and v.get("status") == "not_computed"})
+    if missing:
+        out.append(f"{', '.join(missing)} {NOT_COMPUTED_TEXT}")
     if run.n_failed:
         allowed = " (published with --allow-failed)" if run.published.get("allow_failed") else ""
         out.append(f"⚠ {run.n_failed} failed{allowed}")
@@ -200,7 +204,12 @@ def badges(run: Run) -> str:
 # -- the leaderboard ----------------------------------------------------------------------
 
 LONG_COLUMNS = ["suite", "group", "run", "run_id", "adapter", "row", "badges", "dataset", "condition",
-                "perturbation", "metric", "variant", "task", "higher_is_better", "value", "lo", "hi", "n"]
+                "perturbation", "metric", "variant", "task", "higher_is_better", "value", "lo", "hi", "n",
+                "status"]
+
+#: What a cell shows for a metric the run could not compute (``status: not_computed``): missing
+#: (NaN value, unranked), never 0.
+NOT_COMPUTED_TEXT = "n/a (not computed)"
 
 
 def row_labels(runs: Sequence[Run]) -> dict[str, str]:
@@ -232,7 +241,8 @@ def long_table(runs: Sequence[Run]) -> pd.DataFrame:
                              "condition": c["key"], "perturbation": c["perturbation"], "metric": m,
                              "variant": variants[m], "task": info["task"], "higher_is_better": info["higher_is_better"],
                              "value": 100 * v, "lo": 100 * lo, "hi": 100 * hi,
-                             "n": mm.get("n") if isinstance(mm, dict) else None})
+                             "n": mm.get("n") if isinstance(mm, dict) else None,
+                             "status": str(mm.get("status", "ok")) if isinstance(mm, dict) else "ok"})
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
@@ -282,10 +292,13 @@ def wide_table(df: pd.DataFrame, metrics: Sequence[str], conditions: Sequence[st
                 out[col] = sub["value"].reindex(out.index).astype("float64")
                 value_cols[col] = m
                 if with_ci:
+                    status = sub["status"].reindex(out.index) if "status" in sub else \
+                        pd.Series("ok", index=out.index)
                     out[f"{col} 95% CI"] = [
-                        "" if math.isnan(lo) or math.isnan(hi) else f"{lo:.2f}–{hi:.2f}"
-                        for lo, hi in zip(sub["lo"].reindex(out.index).astype("float64"),
-                                          sub["hi"].reindex(out.index).astype("float64"))]
+                        NOT_COMPUTED_TEXT if st == "not_computed"
+                        else "" if math.isnan(lo) or math.isnan(hi) else f"{lo:.2f}–{hi:.2f}"
+                        for lo, hi, st in zip(sub["lo"].reindex(out.index).astype("float64"),
+                                              sub["hi"].reindex(out.index).astype("float64"), status)]
     if value_cols:
         wanted = sort_metric if sort_metric in value_cols.values() else next(iter(value_cols.values()))
         sort_col = next(col for col, m in value_cols.items() if m == wanted)
@@ -432,7 +445,7 @@ def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
 
 EXPORT_COLUMNS = {"suite": "suite", "group_label": "group", "row": "adapter", "badges": "badges",
                   "condition": "condition", "metric": "metric", "column": "column", "value": "value_x100", "lo": "ci95_lo_x100",
-                  "hi": "ci95_hi_x100", "n": "n", "run_id": "run_id", "run": "folder"}
+                  "hi": "ci95_hi_x100", "n": "n", "status": "status", "run_id": "run_id", "run": "folder"}
 
 
 def export_csv(parts: Sequence[pd.DataFrame]) -> bytes:

@@ -34,8 +34,10 @@ def _private_cache(tmp_path_factory, monkeypatch):
 
 # A stand-in for LEGION's infer.py: same arguments (argparse rejects others), the same
 # environment demands (init_distributed_mode + DistributedSampler need RANK/WORLD_SIZE/...,
-# --local_rank 0; `eval` importable from the repo root), the same output layout.
-FAKE_INFER = textwrap.dedent('''
+# --local_rank 0; `eval` importable from the repo root), the same output layout. It logs every
+# image it processes (with its CUDA_VISIBLE_DEVICES and MASTER_PORT) to $FAKE_LOG, and treats an
+# image whose top-left pixel is (98, 97, 100) ("bad" in ASCII) as one that breaks the model.
+FAKE_INFER = textwrap.dedent("""
     import argparse, json, os, sys
     import numpy as np
     from PIL import Image
@@ -60,32 +62,47 @@ FAKE_INFER = textwrap.dedent('''
     assert os.path.isdir(args.hf_model_path)
     assert os.getcwd() == os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     mode = os.environ.get("FAKE_MODE", "ok")
-    names = os.listdir(args.image_dir)
-    for k, image_id in enumerate(sorted(names)):
+    if mode == "broken-env":
+        sys.exit("ImportError: libcudart.so.11.0: cannot open shared object file")
+    for image_id in os.listdir(args.image_dir):
         path = f"{args.image_dir}/{image_id}"
         img = np.asarray(Image.open(path))          # cv2.imread would fail on a non-image too
-        if mode == "crash" and k == 1:
-            print("Traceback (most recent call last):", file=sys.stderr)
-            print("torch.cuda.OutOfMemoryError: CUDA out of memory", file=sys.stderr)
-            sys.exit(3)
-        if mode == "skip" and k == 1:
-            continue
+        with open(os.environ["FAKE_LOG"], "a") as log:
+            log.write(json.dumps({"image": image_id, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                  "port": os.environ["MASTER_PORT"], "pid": os.getpid()}) + "\\n")
+        if tuple(img[0, 0]) == (98, 97, 100):
+            if mode == "crash":
+                print("Traceback (most recent call last):", file=sys.stderr)
+                print("torch.cuda.OutOfMemoryError: CUDA out of memory", file=sys.stderr)
+                sys.exit(3)
+            if mode == "skip":
+                continue
         out = os.path.join(args.output_dir, image_id)
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "explanation.json"), "w") as f:
-            json.dump({path: f"{MARKER} {image_id} {img.shape[1]}x{img.shape[0]}"}, f, indent=4)
+            json.dump({path: f"{MARKER} {img.shape[1]}x{img.shape[0]} {img.mean():.4f}"}, f, indent=4)
         mask = ((img[..., 0] > 127).astype(np.uint8) * 255)
         Image.fromarray(mask, mode="L").save(os.path.join(out, "mask.png"))
-''')
+""")
+
+BAD_PIXEL = (98, 97, 100)  # "bad"
 
 
-def _images(sizes=((40, 64), (57, 31), (24, 24)), seed=0) -> list[ModelInput]:
+def _images(sizes=((40, 64), (57, 31), (24, 24)), seed=0, bad=()) -> list[ModelInput]:
     rng = np.random.default_rng(seed)
-    return [
-        ModelInput(sample_id=f"s{i}", image=rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
-                   file_name=f"orig_{i}.jpg")
-        for i, (h, w) in enumerate(sizes)
-    ]
+    items = []
+    for i, (h, w) in enumerate(sizes):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if tuple(img[0, 0]) == BAD_PIXEL:
+            img[0, 0, 0] += 1
+        if i in bad:
+            img[0, 0] = BAD_PIXEL
+        items.append(ModelInput(sample_id=f"s{i}", image=img, file_name=f"orig_{i}.jpg"))
+    return items
+
+
+def _log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.fixture
@@ -102,10 +119,21 @@ def fake_legion(tmp_path: Path) -> tuple[Path, Path]:
     return repo, weights
 
 
-def _legion(repo: Path, weights: Path, **kw) -> LegionAdapter:
-    a = LegionAdapter(repo=str(repo), weights=str(weights), python=sys.executable, timeout_s=60, **kw)
+def _legion(repo: Path, weights: Path, log: Path | None = None, env: dict | None = None, **kw) -> LegionAdapter:
+    log = log or repo.parent / "fake.log"
+    a = LegionAdapter(repo=str(repo), weights=str(weights), python=sys.executable, timeout_s=60,
+                      env={"FAKE_LOG": str(log), **(env or {})}, **kw)
     a.load("cpu")
     return a
+
+
+def _assert_exact(item: ModelInput, pred) -> None:
+    """The fake model's output, computed independently from the image the harness sent."""
+    assert not pred.extras.get("error"), pred.extras.get("error")
+    h, w = item.image.shape[:2]
+    np.testing.assert_array_equal(pred.mask, item.image[..., 0] > 127)
+    assert pred.mask.dtype == bool
+    assert pred.explanation == f"legion-fake {w}x{h} {item.image.mean():.4f}"
 
 
 def test_legion_launch_and_output_layout(fake_legion):
@@ -115,65 +143,111 @@ def test_legion_launch_and_output_layout(fake_legion):
     preds = a.predict(items)
     assert len(preds) == len(items)
     for item, pred in zip(items, preds):
-        assert not pred.extras.get("error"), pred.extras.get("error")
-        h, w = item.image.shape[:2]
-        # independent: the fake model marks red > 127; the PNG round trip must be lossless and
-        # outputs must come back to the right sample (sizes differ)
-        np.testing.assert_array_equal(pred.mask, item.image[..., 0] > 127)
-        assert pred.mask.dtype == bool
-        assert pred.explanation.startswith("legion-fake ") and pred.explanation.endswith(f"{w}x{h}")
-        pred.validate(h, w, a.tasks, item.sample_id)
+        # the PNG round trip must be lossless and outputs must come back to the right sample
+        _assert_exact(item, pred)
+        pred.validate(*item.image.shape[:2], a.tasks, item.sample_id)
+    assert len(a.runs) == 1 and a.runs[0]["gpus"] == "0"
+    argv = a.last_result.argv
+    assert argv[1] == "scripts/loc_exp/infer.py" and argv[-2:] == ["--local_rank", "0"]
+    assert "torch.distributed.launch" not in argv and "--max_iter" not in argv
 
 
-def test_legion_records_prompt_generation_and_refuses_changes(fake_legion):
+def test_legion_records_generation_from_the_checkpoint_and_refuses_changes(fake_legion):
     repo, weights = fake_legion
+    rng = np.random.default_rng()
+    cfg = {"temperature": round(float(rng.uniform(0.1, 0.9)), 3), "max_length": 77}
+    (weights / "config.json").write_text(json.dumps(cfg))
     a = LegionAdapter(repo=str(repo), weights=str(weights))
-    ident = a.identity()
-    assert ident["config"]["prompt"] == LEGION_PROMPT
-    assert ident["config"]["generation"] == {"max_new_tokens": 512, "num_beams": 1, "do_sample": False,
-                                             "dtype": "bfloat16"}
+    gen = a.identity()["config"]["generation"]
+    assert a.identity()["config"]["prompt"] == LEGION_PROMPT
+    assert gen["from"] == str(weights / "config.json") and gen["temperature"] == cfg["temperature"]
+    assert gen["num_beams"] == 1 and gen["max_new_tokens"] == 512  # what infer.py passes wins
+    # generation_config.json takes precedence over config.json (transformers' from_pretrained)
+    gc = {"do_sample": True, "top_p": round(float(rng.uniform(0.5, 0.95)), 3),
+          "temperature": round(float(rng.uniform(0.1, 0.9)), 3), "num_beams": 4, "max_new_tokens": 9}
+    (weights / "generation_config.json").write_text(json.dumps(gc))
+    b = LegionAdapter(repo=str(repo), weights=str(weights))
+    gen = b.identity()["config"]["generation"]
+    assert gen["from"] == str(weights / "generation_config.json")
+    assert (gen["do_sample"], gen["top_p"], gen["temperature"]) == (True, gc["top_p"], gc["temperature"])
+    assert (gen["num_beams"], gen["max_new_tokens"]) == (1, 512)
+    assert b.deterministic is False and a.deterministic is True
+    ident = b.identity()
     assert ident["config"]["image_size"] == 1024 and ident["config"]["conv_type"] == "llava_v1"
     assert len(ident["weights_sha256"]) == 64
-    with pytest.raises(BenchError, match="fixed inside the official infer.py"):
+    with pytest.raises(BenchError, match="prompt is fixed inside the official infer.py"):
         LegionAdapter(repo=str(repo), weights=str(weights), prompt="something else")
+    with pytest.raises(BenchError, match="recorded, not configurable"):
+        LegionAdapter(repo=str(repo), weights=str(weights), generation={"do_sample": False})
+    (weights / "generation_config.json").write_text("{broken")
+    with pytest.raises(AdapterLoadError, match="cannot read .*generation_config.json"):
+        LegionAdapter(repo=str(repo), weights=str(weights))
 
 
-def test_legion_multi_gpu_uses_the_distributed_launcher(fake_legion, tmp_path):
+def test_legion_two_gpus_run_disjoint_single_process_commands(fake_legion):
     repo, weights = fake_legion
-    a = LegionAdapter(repo=str(repo), weights=str(weights), python="py", gpus="2,3")
-    values = a.placeholder_values(tmp_path, tmp_path / "in", tmp_path / "out")
-    argv = a.build_argv(values)
-    assert argv[:4] == ["py", "-m", "torch.distributed.launch", "--nproc_per_node=2"]
-    assert "--local_rank" not in argv  # the launcher passes it
-    env = a.build_env(values)
-    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env["PYTHONPATH"] == str(repo)
-    assert "RANK" not in a.extra_env(values)
-    single = LegionAdapter(repo=str(repo), weights=str(weights), python="py", gpus="1")
-    v1 = single.placeholder_values(tmp_path, tmp_path / "in", tmp_path / "out")
-    argv1 = single.build_argv(v1)
-    assert argv1[0] == "py" and argv1[1] == "scripts/loc_exp/infer.py" and argv1[-2:] == ["--local_rank", "0"]
-    assert "--max_iter" not in argv1  # infer.sh passes it, infer.py rejects it
-    env1 = single.extra_env(v1)
-    assert env1["RANK"] == "0" and env1["WORLD_SIZE"] == "1" and env1["LOCAL_RANK"] == "0"
-    assert env1["MASTER_PORT"] == str(v1["port"])
+    log = repo.parent / "two.log"
+    a = _legion(repo, weights, log=log, gpus="0,1")
+    items = _images(sizes=[(20 + i, 30 - i) for i in range(7)])  # odd: a padding sampler would repeat one
+    preds = a.predict(items)
+    for item, pred in zip(items, preds):
+        _assert_exact(item, pred)
+    seen = _log(log)
+    names = [r["image"] for r in seen]
+    assert sorted(names) == [f"{i:06d}.png" for i in range(len(items))]  # each image exactly once
+    by_gpu = {g: {r["image"] for r in seen if r["cuda"] == g} for g in ("0", "1")}
+    assert by_gpu["0"] and by_gpu["1"] and not by_gpu["0"] & by_gpu["1"]
+    assert abs(len(by_gpu["0"]) - len(by_gpu["1"])) <= 1
+    assert len({r["port"] for r in seen}) == 2 and len({r["pid"] for r in seen}) == 2
+    assert sorted(r["gpus"] for r in a.runs) == ["0", "1"] and all(r["returncode"] == 0 for r in a.runs)
+    assert a.requirements["batch_size"] == 128  # 64 per GPU unless batch_size is set
+    v = a.placeholder_values(repo, repo / "in", repo / "out", ["1"])
+    env = a.build_env(v)
+    assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["PYTHONPATH"] == str(repo)
+    assert (env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"]) == ("0", "1", "0")
+    assert env["MASTER_PORT"] == str(v["port"]) and v["num_gpus"] == 1
 
 
-def test_crash_keeps_finished_outputs_and_fails_the_rest_with_stderr(fake_legion):
+def test_a_crashing_image_fails_only_itself(fake_legion):
     repo, weights = fake_legion
-    a = _legion(repo, weights, env={"FAKE_MODE": "crash"})
-    preds = a.predict(_images())
-    assert not preds[0].extras.get("error")
-    for p in preds[1:]:
-        msg = p.extras["error"]
-        assert "exited with status 3" in msg and "CUDA out of memory" in msg
+    log = repo.parent / "crash.log"
+    a = _legion(repo, weights, log=log, env={"FAKE_MODE": "crash"})
+    items = _images(sizes=[(16, 16 + i) for i in range(6)], bad=(3,))
+    preds = a.predict(items)
+    for i, (item, pred) in enumerate(zip(items, preds)):
+        if i == 3:
+            msg = pred.extras["error"]
+            assert "exited with status 3" in msg and "CUDA out of memory" in msg and "s3" in msg
+            assert pred.extras["external_runs"] == 2  # the batch's run, then alone
+        else:
+            _assert_exact(item, pred)
+    counts = {}
+    for r in _log(log):
+        counts[r["image"]] = counts.get(r["image"], 0) + 1
+    assert all(counts[f"{i:06d}.png"] == 1 for i in range(6) if i != 3)  # no good image run twice
+    assert [len(r["images"]) for r in a.runs][1:2] == [1] and len(a.runs) <= 3
 
 
 def test_missing_output_fails_only_that_sample(fake_legion):
     repo, weights = fake_legion
     a = _legion(repo, weights, env={"FAKE_MODE": "skip"})
-    preds = a.predict(_images())
+    preds = a.predict(_images(bad=(1,)))
     assert not preds[0].extras.get("error") and not preds[2].extras.get("error")
-    assert "s1" in preds[1].extras["error"] and "000001.png" in preds[1].extras["error"]
+    assert "s1" in preds[1].extras["error"] and "no LEGION output folder" in preds[1].extras["error"]
+    assert len(a.runs) == 2 and a.runs[1]["images"] == ["000001.png"]  # retried alone once
+    b = _legion(repo, weights, env={"FAKE_MODE": "skip"}, retry_alone=False)
+    preds = b.predict(_images(bad=(1,)))
+    assert "no LEGION output folder" in preds[1].extras["error"] and len(b.runs) == 1
+
+
+def test_a_failure_of_every_run_is_not_retried_per_image(fake_legion):
+    repo, weights = fake_legion
+    a = _legion(repo, weights, env={"FAKE_MODE": "broken-env"})
+    items = _images(sizes=[(8, 8)] * 12)
+    preds = a.predict(items)
+    assert all("libcudart" in p.extras["error"] for p in preds)
+    assert len(a.runs) == 3  # the batch, its first image alone, the rest: then it gives up
+    assert "not specific to one image" in preds[-1].extras["error"]
 
 
 def test_timeout_kills_the_whole_process_group(tmp_path):
@@ -248,6 +322,20 @@ def test_legion_load_checks_the_checkout_and_interpreter(tmp_path, fake_legion):
     repo, weights = fake_legion
     with pytest.raises(AdapterLoadError, match="interpreter of LEGION's own environment"):
         LegionAdapter(repo=str(repo), weights=str(weights)).load()
+    with pytest.raises(AdapterLoadError, match="must be the checkpoint folder"):
+        LegionAdapter(repo=str(repo), weights=str(weights / "config.json"), python=sys.executable).load()
+    script = repo / "scripts" / "loc_exp" / "infer.py"
+    good = script.read_text()
+    # the import layout of checkouts before 55fe9b0, and an import the checkout lacks
+    for line, expect in (("from models.LEGION.model.Legion import GLaMMForCausalLM", "models.LEGION.model.Legion"),
+                         ("from eval.ddp import GLaMMForCausalLM", "eval/ddp.py does not define")):
+        script.write_text(line + "\n" + good)
+        with pytest.raises(AdapterLoadError, match="55fe9b0") as e:
+            _legion(repo, weights)
+        assert expect in str(e.value) and "git -C" in str(e.value) and "\n" not in str(e.value)
+    script.write_text(good.replace('"--local_rank"', '"--local-rank"'))
+    with pytest.raises(AdapterLoadError, match="does not accept --local_rank"):
+        _legion(repo, weights)
 
 
 # -- prediction folder readers ---------------------------------------------------------------

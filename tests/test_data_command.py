@@ -275,3 +275,31 @@ def test_loki_json_hint_only_when_missing(tmp_path):
     assert any("opendatalab/LOKI" in line for line in fetch_mod.manual_steps("loki", tmp_path))
     (tmp_path / "open_ended_vqa.json").write_bytes(b"[]")
     assert fetch_mod.manual_steps("loki", tmp_path) == []
+
+
+def test_verify_builds_ground_truth_masks_and_applies_the_pixel_limit(tmp_path, capsys, monkeypatch):
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", PILImage.MAX_IMAGE_PIXELS)  # restored after
+    root = tmp_path / "m"
+    (root / "masks").mkdir(parents=True)
+    (root / "a.png").write_bytes(png(16, 12))
+    (root / "b.png").write_bytes(png(16, 12))
+    (root / "big.png").write_bytes(png(40, 30))
+    PILImage.new("L", (16, 12)).save(root / "masks" / "a.png")
+    PILImage.new("L", (10, 10)).save(root / "masks" / "b.png")  # not the image's size
+    (root / "manifest.jsonl").write_text(
+        '{"image": "a.png", "label": "fake", "mask": "masks/a.png"}\n'
+        '{"image": "b.png", "label": "fake", "mask": "masks/b.png"}\n'
+        '{"image": "big.png", "label": "real"}\n', encoding="utf-8")
+    before = sorted(p.name for p in root.rglob("*"))
+    assert main(["data", "verify", "manifest", "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "bad masks      1 of 3" in out and "masks/b.png" in out and "10x10" in out
+    assert main(["data", "verify", "manifest", "--data-root", str(root), "--strict"]) == 1
+    capsys.readouterr()
+    monkeypatch.setenv("BENCH_MAX_PIXELS", "500")  # the run's limit: 16 x 12 passes, 40 x 30 does not
+    assert main(["data", "verify", "manifest", "--data-root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "unreadable     1 " in out and "big.png" in out and "over the limit of 500" in out
+    assert sorted(p.name for p in root.rglob("*")) == before  # nothing written

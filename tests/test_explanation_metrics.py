@@ -260,3 +260,34 @@ def test_reference_text_fields():
     assert all(reference_text(empty, f) is None for f in REFERENCE_FIELDS)
     with pytest.raises(BenchError, match="reference_field"):
         reference_text(s, "title")
+
+
+def test_absent_css_model_is_recorded_as_not_computed_and_the_rest_is_scored(tmp_path, monkeypatch):
+    """Scoring a table when the paper's model is not cached: CSS all NaN and marked
+    not computed (reason + fix), ROUGE-L computed; aggregate writes null, never 0."""
+    import huggingface_hub.constants as hc
+    import pandas as pd
+
+    from bench.metrics import MetricUnavailable
+    from bench.scoring import add_metric_columns, aggregate, not_computed
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ex.clear_caches()
+    assert isinstance(ex.css_model_available(ex.DEFAULT_CSS_MODEL), MetricUnavailable)
+    assert ex.css_model_available("all-MiniLM-L6-v2") is None
+    df = pd.DataFrame({"sample_id": ["a", "b"], "condition": "clean", "label": 1, "status": "ok",
+                       "error": None, "explanation": ["a hand", float("nan")], "reference": ["a hand", "a hand"],
+                       "tp": [1, 1], "fp": [0, 0], "fn": [0, 0], "tn": [1, 1], "score": None})
+    used = add_metric_columns(df, ["rouge_l", "css"], {"explain"}, {"css_model": ex.DEFAULT_CSS_MODEL})
+    assert used == ["rouge_l", "css"]
+    assert df["rouge_l"].tolist() == [1.0, 0.0]  # a NaN explanation is an empty one, not a crash
+    assert df["css"].isna().all()
+    nc = not_computed(df)
+    assert set(nc) == {"css"} and nc["css"]["fix"] == "bench data fetch models"
+    assert ex.DEFAULT_CSS_MODEL in nc["css"]["reason"]
+    m = aggregate(df, ["clean"], used, {"n": 20, "seed": 0})["clean"]["metrics"]
+    assert m["rouge_l"]["value"] == 0.5
+    assert m["css"] == {"value": None, "ci95": None, "n": 0, "status": "not_computed",
+                        "reason": nc["css"]["reason"], "fix": "bench data fetch models"}
+    ex.clear_caches()

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from bench.errors import SampleError
-from bench.imageio import decode_image, load_binary_mask_png
+from bench.imageio import decode_image, image_size, load_binary_mask_png, max_pixels, verify_image
 from bench.masks import boxes_to_mask_inclusive, heatmap_to_mask
 
 
@@ -30,6 +30,13 @@ def save(img: Image.Image, path: Path, fmt: str = "PNG", **kw) -> Path:
 def pil_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_pillow_limit(monkeypatch):
+    """bench.imageio sets Pillow's process-wide limit from BENCH_MAX_PIXELS: put it back so a
+    small test limit never leaks into other tests in this worker."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,3 +393,42 @@ def test_heatmap_512_to_image_size():
     assert np.array_equal(got, nearest_by_hand(hm > 0, 768, 1024))
     # integer scale (x1.5 rows, x2 columns): block edges land exactly
     assert got[150:300, 600:800].all() and got.sum() == 150 * 200
+
+
+# --------------------------------------------------------------------------------------------
+# one pixel limit: the harness's is Pillow's
+
+
+def test_bench_max_pixels_also_governs_pillow(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    path.write_bytes(png_header_only(14_000, 14_000))  # 196 Mpx: Pillow's default refuses (> 2 x 89M)
+    monkeypatch.setenv("BENCH_MAX_PIXELS", "200000000")
+    assert image_size(path) == (14_000, 14_000)  # allowed by the one limit, Pillow included
+    assert Image.MAX_IMAGE_PIXELS == 200_000_000
+    monkeypatch.setenv("BENCH_MAX_PIXELS", "1000")
+    assert max_pixels() == 1000 and Image.MAX_IMAGE_PIXELS == 1000
+    with pytest.raises(SampleError, match="over the limit of 1000"):
+        image_size(path)  # header only, same limit as the decode
+    small = save(Image.new("RGB", (40, 30)), tmp_path / "s.png")  # 1,200 px: Pillow would only warn
+    with pytest.raises(SampleError, match=r"1200 pixels, over the limit of 1000 \(set BENCH_MAX_PIXELS"):
+        decode_image(small)
+    bigger = save(Image.new("RGB", (60, 50)), tmp_path / "b.png")  # 3,000 px: Pillow itself refuses
+    with pytest.raises(SampleError, match="over the limit of 1000"):
+        decode_image(bigger)
+    monkeypatch.setenv("BENCH_MAX_PIXELS", "lots")
+    with pytest.raises(SampleError, match="BENCH_MAX_PIXELS: 'lots' is not a whole number"):
+        decode_image(small)
+
+
+def test_verify_image_catches_truncated_files(tmp_path, rgb_array):
+    png = save(Image.fromarray(rgb_array), tmp_path / "a.png")
+    big = np.tile(rgb_array, (8, 8, 1))  # 184 x 248: the JPEG header is a small part of the file
+    jpg = save(Image.fromarray(big), tmp_path / "a.jpg", "JPEG", quality=90)
+    assert verify_image(png) == (23, 31) and verify_image(jpg) == (184, 248)
+    for src, keep in ((png, 300), (jpg, len(jpg.read_bytes()) // 3)):
+        cut = tmp_path / f"cut{src.suffix}"
+        cut.write_bytes(src.read_bytes()[:keep])
+        assert image_size(cut) in ((23, 31), (184, 248))  # the header alone looks fine
+        with pytest.raises(SampleError) as e:
+            verify_image(cut)
+        assert str(e.value).startswith(f"truncated or unreadable image {cut}: ")

@@ -300,14 +300,14 @@ def test_broken_records_fail_alone(tmp_path):
     neg = record("neg", "g.png", [[5, 5, -3, 4]])
     no_id = record("", "i.png", [[1, 1, 1, 1]])
     bad_box = record("short", "s.png", [[1, 2, 3]])
-    recs = [RECS[0], no_regions, neg, nan_rec, no_id, bad_box, RECS[1], RECS[1]]
+    recs = [RECS[0], no_regions, neg, nan_rec, no_id, bad_box, RECS[1]]
     path = write_json(tmp_path / "open_ended_vqa.json", recs)  # json.dumps writes NaN as NaN
     samples = create_dataset("loki", data_root=tmp_path).samples()
     assert len(samples) == len(recs)  # nothing dropped
     by_id = {s.id: s for s in samples}
     assert by_id["a"].error is None and by_id["b"].error is None
     cases = {"empty": "no regions", "neg": "negative size", "nan": "NaN", "record:4": "missing or empty 'id'",
-             "short": "expected \\[x, y, w, h\\]", "b#2": "appears more than once"}
+             "short": "expected \\[x, y, w, h\\]"}
     for sid, problem in cases.items():
         err = by_id[sid].error
         assert err and re.search(problem, err), (sid, err)
@@ -317,6 +317,77 @@ def test_broken_records_fail_alone(tmp_path):
         assert re.search(problem, str(info.value))
     assert str(tmp_path / "media_data" / "image" / "g.png") in str(
         pytest.raises(SampleError, by_id["neg"].load_image).value)
+
+
+def test_duplicate_image_first_record_wins(tmp_path):
+    # LEGION's generate_loki_mask breaks at the first record whose image_path holds the file:
+    # record "b" (#1) is b.jpg's ground truth; "b2" (#2, same file) and the repeat of "b" (#3)
+    # are ignored and named. Box [0, 0, 5, 5] fills columns/rows 0..5 and [2.5, 2.5, 1, 1]
+    # fills 2..3, so the mask is the 6 x 6 block; b2's box [8, 8, 1, 1] is not in it.
+    other = record("b2", "b.jpg", [[8, 8, 1, 1]])
+    path = write_json(tmp_path / "open_ended_vqa.json", [RECS[0], RECS[1], other, RECS[1]])
+    samples = create_dataset("loki", data_root=tmp_path).samples()
+    assert [s.id for s in samples] == ["a", "b"]
+    b = samples[1]
+    (warning,) = b.warnings
+    assert warning.startswith("duplicate_record: image file 'b.jpg'") and str(path) in warning
+    assert "record 'b2' (#2)" in warning and "record 'b' (#3)" in warning
+    assert "first record ('b', #1)" in warning
+    want = np.zeros((10, 10), bool)
+    want[0:6, 0:6] = True
+    np.testing.assert_array_equal(b.load_mask(10, 10), want)
+    assert samples[0].warnings == ()
+
+
+def test_duplicate_id_on_another_image_is_kept(tmp_path):
+    # LEGION matches by image file, so both images are scored; the second id gets "#2"
+    path = write_json(tmp_path / "open_ended_vqa.json",
+                      [record("x", "one.png", [[0, 0, 1, 1]]), record("x", "two.png", [[1, 1, 1, 1]])])
+    one, two = create_dataset("loki", data_root=tmp_path).samples()
+    assert (one.id, two.id) == ("x", "x#2") and one.error is None and two.error is None
+    assert one.warnings == () and two.file_name == "two.png"
+    (warning,) = two.warnings
+    assert warning.startswith("duplicate_id: record id 'x' (#1)") and str(path) in warning
+    assert "record #0" in warning and "'x#2'" in warning
+
+
+@pytest.mark.parametrize("box, cols, rows", [
+    # partly past the right/bottom edges: x 7..int(12.5)=12 -> 7..9, y 8..int(10)=10 -> 8..9
+    ([7, 8, 5.5, 2], (7, 10), (8, 10)),
+    # wholly right of a 10-wide image: x1 = int(12) = 12, x2 = min(9, 14) = 9; cv2.rectangle
+    # swaps the corners and clips: column 9 only, rows 1..3
+    ([12, 1, 2, 2], (9, 10), (1, 4)),
+    # wholly above: y1 = max(0, -5) = 0, y2 = int(-5 + 2) = -3: row 0 only, columns 2..4
+    ([2, -5, 2, 2], (2, 5), (0, 1)),
+])
+def test_box_past_the_border_clipped_like_legion(tmp_path, box, cols, rows):
+    write_json(tmp_path / "open_ended_vqa.json", [record("c", "c.png", [box])])
+    (s,) = create_dataset("loki", data_root=tmp_path).samples()
+    warnings: list[str] = []
+    want = np.zeros((10, 10), bool)
+    want[rows[0]:rows[1], cols[0]:cols[1]] = True
+    np.testing.assert_array_equal(s.load_mask(10, 10, warnings), want)
+    assert warnings == ["geometry_clipped: 1 of 1 boxes reach past the 10x10 (W x H) image border, "
+                        "filled clipped as LEGION's cv2.rectangle does"]
+    (strict,) = create_dataset("loki", data_root=tmp_path, strict="true").samples()
+    if box[0] >= 10 or box[1] + box[3] < 0:  # wholly outside: strict=true refuses it
+        with pytest.raises(SampleError, match="lies outside the 10x10 image"):
+            strict.load_mask(10, 10)
+    else:
+        np.testing.assert_array_equal(strict.load_mask(10, 10), want)
+
+
+def test_strict_option_and_fingerprint(tmp_path):
+    write_json(tmp_path / "open_ended_vqa.json", RECS)
+    plain = create_dataset("loki", data_root=tmp_path)
+    strict = create_dataset("loki", data_root=tmp_path, strict="yes")
+    assert (plain.strict, strict.strict) == (False, True)
+    assert all(s.clip_geometry for s in plain.samples())
+    assert not any(s.clip_geometry for s in strict.samples())
+    assert plain.fingerprint() != strict.fingerprint()
+    assert create_dataset("loki", data_root=tmp_path, strict="false").fingerprint() == plain.fingerprint()
+    with pytest.raises(BenchError, match=r"loki: option strict='2' is not a boolean"):
+        create_dataset("loki", data_root=tmp_path, strict="2")
 
 
 def test_negative_box_also_refused_at_mask_time():

@@ -253,3 +253,44 @@ def test_css_may_be_negative_but_not_below_minus_one(run_dir: Path, tmp_path: Pa
     edit_results(run_dir, _set("conditions.0.metrics.css", {"value": -1.2, "ci95": [-1.3, -0.1], "n": 3}))
     with pytest.raises(P.PublishError, match=r"not a fraction in \[-1, 1\]"):
         P.check_run(run_dir)
+
+
+# -- metrics recorded as not computed --------------------------------------------------------
+
+NOT_COMPUTED = {"value": None, "ci95": None, "n": 0, "status": "not_computed",
+                "reason": "CSS model 'x' is not in the local Hugging Face cache", "fix": "bench data fetch models"}
+
+
+def _with_css(run_dir: Path, css: dict) -> Path:
+    data = json.loads((run_dir / "results.json").read_text())
+    for c in data["conditions"]:
+        c["metrics"]["css"] = dict(css)
+    (run_dir / "results.json").write_text(json.dumps(data))
+    return run_dir
+
+
+def test_not_computed_metric_is_valid_but_refused_unless_allowed(run_dir: Path, tmp_path: Path, capsys) -> None:
+    _with_css(run_dir, NOT_COMPUTED)
+    data = json.loads((run_dir / "results.json").read_text())
+    assert P.validate_results(data) == []  # the schema accepts it
+    assert P.not_computed_metrics(data) == {"css": {"reason": NOT_COMPUTED["reason"], "fix": "bench data fetch models",
+                                                    "conditions": ["clean"]}}
+    with pytest.raises(P.PublishError) as e:
+        P.check_run(run_dir)
+    assert "metric css was not computed" in str(e.value) and "--allow-missing-metrics" in str(e.value)
+    assert main(["publish", str(run_dir), "--results", str(tmp_path / "res")]) == 2
+    assert "bench data fetch models" in capsys.readouterr().err
+    dest = P.publish(run_dir, tmp_path / "res", allow_missing_metrics=True)
+    assert json.loads((dest / "publish.json").read_text())["not_computed"] == ["css"]
+
+
+@pytest.mark.parametrize("css, expect", [
+    ({**NOT_COMPUTED, "value": 0.0}, "value and ci95 must be null"),
+    ({**NOT_COMPUTED, "reason": ""}, "gives no reason"),
+    ({**NOT_COMPUTED, "fix": 3}, "fix should be a string or null"),
+    ({"value": 0.5, "ci95": [0.4, 0.6], "status": "skipped"}, "status 'skipped' is not one of ok, not_computed"),
+])
+def test_not_computed_metric_must_be_well_formed(run_dir: Path, css: dict, expect: str) -> None:
+    _with_css(run_dir, css)
+    problems = P.validate_results(json.loads((run_dir / "results.json").read_text()))
+    assert any(expect in p for p in problems), problems

@@ -151,3 +151,20 @@ def test_native_layout_heatmaps_scores_and_threshold(data):
     assert abs(m["miou"]["value"] - want[:, 0].mean()) < 1e-9
     assert abs(m["f1"]["value"] - want[:, 1].mean()) < 1e-9
     assert res["conditions"][0]["n_failed"] == 0
+
+
+def test_legion_layout_without_any_explanation_records_text_metrics_as_not_computed(data, capsys):
+    tmp, gts, _ = data
+    pred_dir = tmp / "legion_out"
+    for name, gt in gts.items():
+        (pred_dir / name).mkdir(parents=True)
+        Image.fromarray(gt.astype(np.uint8) * 255).save(pred_dir / name / "mask.png")
+    assert main(["score", "--dataset", "synthscars", "--data-root", str(tmp / "data"), "--predictions",
+                 str(pred_dir), "--format", "legion", "--out", str(tmp / "res"), "--no-progress",
+                 "--css-model", "all-MiniLM-L6-v2"]) == 0
+    m = json.loads((tmp / "res" / "results.json").read_text())["conditions"][0]["metrics"]
+    assert m["f1"]["value"] == 1.0
+    for name in ("rouge_l", "css"):
+        assert m[name]["status"] == "not_computed" and "explanation.json" in m[name]["reason"]
+    err = capsys.readouterr().err
+    assert "metric rouge_l not computed" in err and "metric css not computed" in err

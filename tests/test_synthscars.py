@@ -314,18 +314,45 @@ def test_fingerprint_follows_annotation_bytes(tmp_path):
 # bad input
 
 
-def test_duplicate_file_name_fails_every_record(tmp_path):
-    recs = [record("7", "a.png", []), record("8", "/x/y/a.png", []), record("9", "b.png", [])]
-    sc = make_tree(tmp_path, recs, {"a.png": (4, 4), "b.png": (4, 4)})
+def test_duplicate_file_name_is_one_sample_with_the_union(tmp_path):
+    # LEGION's generate_mask fills every record whose img_file_name holds the image name (its
+    # break only leaves the loop over one record's keys): record 7's square (columns/rows
+    # 0..2) and record 8's (5..7) are both the ground truth; record 10 adds nothing
+    first_sq, second_sq = [0, 0, 2, 0, 2, 2, 0, 2], [5, 5, 7, 5, 7, 7, 5, 7]
+    recs = [record("7", "a.png", [first_sq]), record("8", "/x/y/a.png", [second_sq]),
+            record("9", "b.png", []), record("10", "a.png", [])]
+    sc = make_tree(tmp_path, recs, {"a.png": (8, 8), "b.png": (4, 4)})
     samples = SynthScars(sc, "test").samples()
-    assert [s.id for s in samples] == ["a.png#7", "a.png#8", "b.png"]
+    assert [s.id for s in samples] == ["a.png", "b.png"]
+    a, b = samples
+    assert a.error is None and a.meta["annotation_id"] == "7" and a.reference == "caption of a.png"
+    assert a.meta["n_regions"] == len(a.regions) == 2
+    (warning,) = a.warnings
     ann = str(sc / "test" / "annotations" / "test.json")
-    for s in samples[:2]:
-        assert s.error and "'a.png'" in s.error and "'7'" in s.error and "'8'" in s.error
-        assert ann in s.error
-        with pytest.raises(SampleError, match="ambiguous"):
-            s.load_image()
-    assert samples[2].error is None
+    assert warning.startswith("duplicate_record: ") and ann in warning
+    assert "annotation '8' (record #1)" in warning and "annotation '10' (record #3)" in warning
+    assert "first record (annotation '7')" in warning and "union" in warning
+    want = np.zeros((8, 8), dtype=bool)
+    want[0:3, 0:3] = True
+    want[5:8, 5:8] = True
+    assert np.array_equal(a.load_mask(8, 8), want)
+    assert np.array_equal(a.load_mask(8, 8), legion_mask(recs[0]["7"], 8, 8) | legion_mask(recs[1]["8"], 8, 8))
+    assert b.warnings == () and b.error is None
+
+
+def test_duplicate_with_a_broken_record_fails_the_image(tmp_path):
+    # the union cannot be built when one of the records naming the image is broken
+    broken = {"6": {"img_file_name": "c.png", "refs": "none"}}
+    for recs in ([broken, record("5", "c.png", [])], [record("5", "c.png", []), broken]):
+        sc = make_tree(tmp_path, recs, {"c.png": (4, 4)})
+        (s,) = SynthScars(sc, "test").samples()
+        assert s.error and "annotation '6'" in s.error and "'refs' is a JSON string" in s.error
+        assert str(sc / "test" / "annotations" / "test.json") in s.error
+        assert len(s.warnings) == 1 and "duplicate_record" in s.warnings[0]
+    real = {"7": {"img_file_name": "c.png", "label": "real", "caption": "fine"}}
+    sc = make_tree(tmp_path, [record("5", "c.png", []), real], {"c.png": (4, 4)})
+    (s,) = SynthScars(sc, "test").samples()
+    assert s.error and "annotation '7': labels image 'c.png' otherwise than annotation '5'" in s.error
 
 
 BROKEN = {
@@ -377,18 +404,18 @@ def test_broken_record_next_to_good_one(tmp_path):
     assert broken.id == "annotation:2" and "no 'refs'" in broken.error
 
 
+@pytest.mark.parametrize("strict", [False, True])
 @pytest.mark.parametrize("poly, problem", [
-    ([100, 100, 140, 100, 140, 140], "outside"),
-    ([-50, 0, -40, 0, -40, 5], "outside"),
     ([0, 0, 3, 3], "at least 3"),
     ([0, 0, 3, 0, 3], "odd number"),
     ([0, 0, float("nan"), 0, 3, 3], "NaN"),
     ([0, 0, float("inf"), 0, 3, 3], "infinite"),
 ])
-def test_bad_polygon_raises_naming_the_image(tmp_path, poly, problem):
+def test_bad_polygon_raises_naming_the_image(tmp_path, poly, problem, strict):
+    # not a region at all: refused whether or not geometry past the border is clipped
     sc = make_tree(tmp_path, [], {"p.png": (32, 24)},
                    raw=json.dumps([record("1", "p.png", [poly])]))  # NaN -> NaN literal
-    (s,) = SynthScars(sc, "test").samples()
+    (s,) = SynthScars(sc, "test", strict=strict).samples()
     assert s.error is None
     with pytest.raises(SampleError) as exc:
         s.load_mask(24, 32)
@@ -396,13 +423,75 @@ def test_bad_polygon_raises_naming_the_image(tmp_path, poly, problem):
     assert problem in exc.value.problem
 
 
+def test_coordinates_past_int32_refused(tmp_path):
+    # float32 -> int32 has no value for 3e9 (LEGION's cast is undefined there)
+    (s,) = _one_sample(tmp_path, [record("1", "p.png", [[0, 0, 3e9, 0, 3, 3]])], {"p.png": (32, 24)})
+    with pytest.raises(SampleError, match="int32 range"):
+        s.load_mask(24, 32)
+
+
+@pytest.mark.parametrize("poly, rows, cols", [
+    # wholly outside (right/below): nothing filled
+    ([100, 100, 140, 100, 140, 140], None, None),
+    # wholly left of column 0 (negative x): nothing filled
+    ([-50, 0, -40, 0, -40, 5], None, None),
+    # rectangle x 28..60, y 20..30 on 32 x 24: clipped to columns 28..31, rows 20..23
+    ([28, 20, 60, 20, 60, 30, 28, 30], (20, 24), (28, 32)),
+])
+def test_polygon_far_outside_is_clipped_with_a_warning(tmp_path, poly, rows, cols):
+    sc = make_tree(tmp_path, [record("1", "p.png", [poly])], {"p.png": (32, 24)})
+    (s,) = SynthScars(sc, "test").samples()
+    warnings: list[str] = []
+    got = s.load_mask(24, 32, warnings)
+    want = np.zeros((24, 32), dtype=bool)
+    if rows:
+        want[rows[0]:rows[1], cols[0]:cols[1]] = True
+    assert np.array_equal(got, want)
+    assert warnings == ["geometry_clipped: 1 of 1 polygons reach past the 32x24 (W x H) image "
+                        "border, filled clipped as LEGION's cv2.fillPoly does"]
+    (strict,) = SynthScars(sc, "test", strict="true").samples()
+    with pytest.raises(SampleError, match="outside the 32x24") as exc:
+        strict.load_mask(24, 32)
+    assert exc.value.where == str(sc / "test" / "images" / "p.png")
+
+
 def test_polygon_slightly_past_border_is_clipped(tmp_path):
     # annotation tools put vertices a little past the edge; LEGION's fillPoly clips them
-    (s,) = _one_sample(tmp_path, [record("1", "e.png", [[-1.5, -1, 9.7, -1, 9.7, 4, -1.5, 4]])],
-                       {"e.png": (8, 6)})
+    # (within the tolerance strict=true accepts them too); an inside polygon is not counted
+    inside, past = [1, 1, 3, 1, 3, 3], [-1.5, -1, 9.7, -1, 9.7, 4, -1.5, 4]
+    sc = make_tree(tmp_path, [record("1", "e.png", [inside, past])], {"e.png": (8, 6)})
     want = np.zeros((6, 8), dtype=bool)
     want[0:5, :] = True
-    assert np.array_equal(s.load_mask(6, 8), want)
+    for strict in ("false", "true"):
+        (s,) = SynthScars(sc, "test", strict=strict).samples()
+        warnings: list[str] = []
+        assert np.array_equal(s.load_mask(6, 8, warnings), want)
+        assert len(warnings) == 1 and warnings[0].startswith("geometry_clipped: 1 of 2 polygons")
+
+
+def test_polygon_on_the_last_pixel_is_not_clipped(tmp_path):
+    # vertices at x = 7.9 -> column 7 = W - 1: inside, no warning
+    (s,) = _one_sample(tmp_path, [record("1", "e.png", [[0, 0, 7.9, 0, 7.9, 5.9]])], {"e.png": (8, 6)})
+    warnings: list[str] = []
+    assert s.load_mask(6, 8, warnings).any() and warnings == []
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("true", True), ("True", True), ("1", True), ("yes", True), (True, True),
+    ("false", False), ("0", False), ("no", False), (False, False),
+])
+def test_strict_option_values(tmp_path, value, expected):
+    sc = make_tree(tmp_path, [record("1", "a.png", [])], {"a.png": (4, 4)})
+    ds = create_dataset("synthscars", data_root=sc, split="test", strict=value)
+    assert ds.strict is expected
+    assert all(s.clip_geometry is not expected for s in ds.samples())
+    plain = SynthScars(sc, "test")
+    assert (ds.fingerprint() == plain.fingerprint()) is not expected
+
+
+def test_strict_option_refuses_a_non_boolean(tmp_path):
+    with pytest.raises(BenchError, match=r"synthscars: option strict='maybe' is not a boolean"):
+        SynthScars(tmp_path, "test", strict="maybe")
 
 
 @pytest.mark.parametrize("suffix, fmt", [(".png", "PNG"), (".jpg", "JPEG")])

@@ -27,7 +27,8 @@ def parse_age(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     from bench.cache import PredictionCache
 
-    cache = PredictionCache(args.cache_dir) if args.cache_dir else PredictionCache()
+    # an existing cache only: a mistyped --cache-dir is an error, never a new empty cache
+    cache = PredictionCache(args.cache_dir or None, create=False)
     if args.action in ("ls", "du"):
         rows = cache.summary()
         total = sum(r[3] for r in rows)
@@ -48,11 +49,12 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cache", help="show and trim the prediction cache")
-    p.add_argument("action", choices=["ls", "du", "gc"])
+    p.add_argument("action", choices=["ls", "du", "gc"],
+                   help="ls: entries per adapter; du: disk use; gc: remove entries (see the gc options)")
     p.add_argument("--cache-dir", help="prediction cache folder (default: $BENCH_CACHE/predictions)")
     p.add_argument("--adapter", help="gc: only this adapter (wildcards allowed)")
     p.add_argument("--older-than", help="gc: entries not used for this long, e.g. 30d")
     p.add_argument("--failed", action="store_true", help="gc: only recorded failures")
     p.add_argument("--all", action="store_true", help="gc: everything")
-    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="gc: say what would be removed, remove nothing")
     p.set_defaults(func=run)

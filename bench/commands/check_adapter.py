@@ -11,10 +11,14 @@ from bench.errors import BenchError
 
 def run(args: argparse.Namespace) -> int:
     from bench.adapter_check import check_adapter, default_inputs, parse_config_pairs
+    from bench.registry import ADAPTERS
+    from bench.validate import check_adapter_config
 
-    config = parse_config_pairs(args.config)  # BenchError names a malformed item
+    config = _own_keys(args.name, parse_config_pairs(args.config))  # BenchError names a malformed item
     if args.n < 1:
         raise BenchError("--n must be at least 1")
+    ADAPTERS.entry(args.name)  # unknown names: suggestions
+    check_adapter_config(args.name, config)  # unknown keys, bad values: before any sample is made
     inputs, label = default_inputs(args.n, synthetic=args.synthetic)
     report = check_adapter(args.name, config, inputs=inputs, inputs_label=label, device=args.device,
                            tolerance=args.tolerance)
@@ -23,6 +27,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(report.render())
     return 0 if report.ok else 1
+
+
+def _own_keys(name: str, config: dict) -> dict:
+    """Accept ``bench run``'s ``NAME.KEY=V`` spelling too: ``trufor.repo=/x`` is ``repo=/x`` for
+    ``check-adapter trufor``; a prefix naming another adapter is an error."""
+    out = {}
+    for key, value in config.items():
+        head, dot, rest = key.partition(".")
+        if dot and head == name:
+            key = rest
+        elif dot:
+            raise BenchError(f"--config {key}=...: check-adapter {name} takes KEY=V or {name}.KEY=V, "
+                             f"not an option of adapter {head!r}")
+        if key in out:
+            raise BenchError(f"--config {key} is given twice; give it once")
+        out[key] = value
+    return out
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", help="registered adapter name (`bench ls adapters`)")
     p.add_argument("--config", action="append", metavar="K=V", default=[],
-                   help="adapter option (repeatable); values parsed as YAML: 3, true, [1,2], null")
+                   help="adapter option KEY=V or NAME.KEY=V (repeatable); values parsed as YAML: 3, true, [1,2], null")
     p.add_argument("--n", type=int, default=8, help="number of samples (default 8)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
     p.add_argument("--synthetic", action="store_true", help="use synthetic images instead of the demo dataset")

@@ -38,17 +38,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from bench.validate import positive_int
+
     p = sub.add_parser(
         "compare", help="compare two runs: differences with paired bootstrap 95%% intervals",
         description="Compare two run folders (results.json + samples.parquet) on the same dataset "
                     "and protocol: for each condition and metric, both values, A - B and its paired "
-                    "bootstrap 95%% interval (the same images resampled for both runs). Refuses runs "
+                    "bootstrap 95% interval (the same images resampled for both runs). Refuses runs "
                     "whose dataset fingerprint or protocol differ and names the field.")
     p.add_argument("run_a", metavar="RUN_A", help="run folder (holding results.json and samples.parquet)")
     p.add_argument("run_b", metavar="RUN_B", help="run folder to compare against")
-    p.add_argument("--metric", action="append", help="only this metric (repeatable)")
+    p.add_argument("--metric", action="append", help="only this metric (repeatable; `bench ls metrics`)")
     p.add_argument("--condition", action="append", help="only this condition key (repeatable)")
-    p.add_argument("--n-resamples", type=int, default=None, help="bootstrap resamples (default: run A's protocol)")
+    p.add_argument("--n-resamples", type=positive_int, default=None, help="bootstrap resamples (default: run A's protocol)")
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: run A's protocol)")
     p.add_argument("--plain", action="store_true", help="plain-text table instead of rich")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -25,7 +25,7 @@ def _condition(args: argparse.Namespace) -> Condition:
         try:
             return Condition.parse(args.condition)
         except ValueError as exc:
-            raise BenchError(str(exc)) from None
+            raise BenchError(f"--condition {args.condition!r}: {exc}") from None
     if not args.perturbation:
         raise BenchError("give --perturbation NAME (with --param K=V ...) or --condition KEY")
     params = {}
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from perturbations import apply_condition, canonical_condition
 
     out = Path(args.out)
+    if out.is_dir():
+        raise BenchError(f"--out {out}: is a folder; give a .png file name, e.g. {out / 'seen.png'}")
     if out.suffix.lower() != ".png":
         raise BenchError(f"--out {out}: the output is written losslessly as PNG; give a .png file name")
     if not out.parent.is_dir():

@@ -31,11 +31,14 @@ def predict_one(image_path: Path, adapter_name: str, config: dict[str, Any], thr
     from bench.imageio import decode_image
     from bench.registry import ADAPTERS
     from bench.types import ModelInput
+    from bench.validate import build_adapter
 
-    image = decode_image(image_path)
     # = bench.registry.create_adapter, which cannot take a config key called "name" (its own
-    # first parameter); the lookup gives the same unknown-name message with suggestions.
-    adapter = ADAPTERS.get(adapter_name)(**config)
+    # first parameter); the lookup gives the same unknown-name message with suggestions, and a
+    # config the adapter refuses is a one-line error naming the key.
+    ADAPTERS.entry(adapter_name)
+    adapter = build_adapter(adapter_name, config)
+    image = decode_image(image_path)
     adapter.load(device)
     preds = adapter.predict([ModelInput(sample_id=image_path.stem, image=image, file_name=image_path.name)])
     if len(preds) != 1:
@@ -46,17 +49,47 @@ def predict_one(image_path: Path, adapter_name: str, config: dict[str, Any], thr
     return image, pred, pred.binary_mask(threshold)
 
 
+def check_out_file(out: Path) -> None:
+    """``--out`` must name a .png file in a folder that exists (or can be made) and is writable."""
+    import os
+
+    if out.is_dir():
+        raise BenchError(f"--out {out}: is a folder; give the overlay's file name, e.g. {out / 'overlay.png'}")
+    if out.suffix.lower() != ".png":
+        raise BenchError(f"--out {out}: the overlay is written as PNG; give a .png file name")
+    parent = out.parent
+    blocker = next((p for p in [parent, *parent.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise BenchError(f"--out {out}: {blocker} is a file, not a folder")
+    if blocker is not None and not os.access(blocker, os.W_OK | os.X_OK):
+        raise BenchError(f"--out {out}: folder {blocker} is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
     from bench.imageio import load_binary_mask_png, write_png
     from bench.overlay import overlay_prediction
+    from bench.registry import ADAPTERS
 
     image_path = Path(args.image)
     if not 0.0 <= args.threshold <= 1.0:
         raise BenchError(f"--threshold {args.threshold} is not in [0, 1]")
-    image, pred, mask = predict_one(image_path, args.adapter, parse_config(args.config), args.threshold, args.device)
+    if args.threshold == 1.0:
+        raise BenchError("--threshold 1.0 marks no pixel (a pixel is artifact when heatmap > threshold); "
+                         "give a value below 1, e.g. 0.5")
+    # every input before the model is built or loaded
+    if image_path.is_dir():
+        raise BenchError(f"{image_path}: is a folder; give an image file")
+    if not image_path.exists():
+        raise BenchError(f"{image_path}: image file not found")
+    if args.mask and not Path(args.mask).is_file():
+        raise BenchError(f"--mask {args.mask}: not a file; give the ground-truth mask PNG (0/255)")
+    out = Path(args.out) if args.out else default_out(image_path, args.adapter)
+    check_out_file(out)
+    ADAPTERS.entry(args.adapter)  # unknown names: suggestions
+    config = parse_config(args.config)
+    image, pred, mask = predict_one(image_path, args.adapter, config, args.threshold, args.device)
     h, w = image.shape[:2]
     gt = load_binary_mask_png(args.mask, (h, w)) if args.mask else None
-    out = Path(args.out) if args.out else default_out(image_path, args.adapter)
     if mask is None:
         picture = image.copy()
     else:

@@ -11,16 +11,21 @@ from bench.errors import BenchError
 
 def parse_configs(items: list[str] | None) -> dict[str, dict[str, Any]]:
     """``ADAPTER.KEY=VALUE`` items -> {adapter: {key: value}} (values as in
-    :func:`bench.config_args.parse_value`: ``8``, ``true``, ``[512, 512]``, text)."""
-    from bench.config_args import parse_pairs
+    :func:`bench.config_args.parse_value`: ``8``, ``true``, ``[512, 512]``, text). A key given
+    twice for one adapter is an error (the later value would silently win)."""
+    from bench.config_args import parse_value
 
     out: dict[str, dict[str, Any]] = {}
     for item in items or []:
-        lhs = item.split("=", 1)[0]
-        if "=" not in item or "." not in lhs:
+        lhs, sep, value = item.partition("=")
+        adapter, dot, key = lhs.strip().partition(".")
+        if not sep or not dot or not adapter.strip() or not key.strip():
             raise BenchError(f"--config {item!r}: expected ADAPTER.KEY=VALUE, e.g. pal4vst.weights=/w/end2end.pt")
-        adapter, rest = item.split(".", 1)
-        out.setdefault(adapter, {}).update(parse_pairs([rest]))
+        adapter, key = adapter.strip(), key.strip()
+        cfg = out.setdefault(adapter, {})
+        if key in cfg:
+            raise BenchError(f"--config {adapter}.{key} is given twice; give it once")
+        cfg[key] = parse_value(value)
     return out
 
 
@@ -34,8 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from bench.runner import RunOptions, command_line, run_suite
     from bench.suites import get_suite
 
-    suite = get_suite(args.suite)
-    adapters = split_names(args.adapter) or suite.adapters or default_adapters()
+    suite = get_suite(args.suite)  # a bad suite file stops here, naming the file and line
+    if args.metrics:
+        from bench.metrics import select_metrics
+
+        suite = suite.with_overrides(metrics=select_metrics(args.metrics, suite.metrics))
+    adapters = list(dict.fromkeys(split_names(args.adapter) or suite.adapters or default_adapters()))
     for name in adapters:
         ADAPTERS.entry(name)
     opts = RunOptions(
@@ -64,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
         for r in runs:
             rep = r.infer
             print(f"{r.adapter}: {rep.n_inferred} inferred, {rep.n_cached} cached, {rep.n_failed} failed")
-    stopped = [r for r in runs if r.infer.stopped]
-    return 1 if stopped else 0
+    from bench.report import finish_runs
+
+    return finish_runs(runs, strict=args.strict, phase=args.phase)
 
 
 def default_adapters() -> list[str]:
@@ -77,22 +87,34 @@ def default_adapters() -> list[str]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from bench.validate import positive_int
+
     p = sub.add_parser("run", help="run adapters on a suite and score them")
     p.add_argument("--suite", required=True, help="suite name (`bench ls suites`) or a suite YAML file")
     p.add_argument("--adapter", action="append", help="adapter name(s), comma-separated or repeated; "
                    "default: every built-in adapter that needs no weights")
-    p.add_argument("--config", action="append", metavar="ADAPTER.KEY=VALUE", help="adapter option")
+    p.add_argument("--config", action="append", metavar="ADAPTER.KEY=VALUE",
+                   help="adapter option, e.g. noise.block=16 (repeatable); the adapter must be in the run")
     p.add_argument("--data-root", help="dataset folder (see README: datasets)")
     p.add_argument("--split", help="dataset split (default: the suite's)")
     p.add_argument("--perturb", help="perturbation preset: legion | imagenet-c")
-    p.add_argument("--condition", action="append", help="extra condition, e.g. 'jpeg(quality=75)'")
+    p.add_argument("--condition", action="append",
+                   help="extra condition (repeatable), e.g. 'jpeg(quality=75)' or 'resize(scale=0.5)+jpeg(quality=75)'")
     p.add_argument("--out", help="output folder (default runs/<suite>)")
-    p.add_argument("--workers", type=int, help="CPU worker processes (default: all cores)")
-    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--workers", type=positive_int, help="CPU worker processes (default: all cores)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where inference runs: local (this machine, worker processes) or ray (a Ray "
+                   "cluster; the cache folder must be on storage every node sees); default local")
     p.add_argument("--address", help="Ray cluster address (with --executor ray)")
-    p.add_argument("--phase", choices=["all", "infer", "score"], default="all")
+    p.add_argument("--phase", choices=["all", "infer", "score"], default="all",
+                   help="all (default): infer then score; infer: only fill the prediction cache; "
+                   "score: only score what the cache holds")
     p.add_argument("--retry-failed", action="store_true", help="retry samples that failed before")
-    p.add_argument("--limit", type=int, help="only the first N samples (smoke test; recorded)")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="only the first N samples, N >= 1 (smoke test; recorded in results)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--metrics", metavar="M1,M2", help="metrics to compute, comma-separated (default: the suite's)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 3 when any sample failed (default: only when an adapter failed on every sample)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they show only on a terminal anyway)")
     p.set_defaults(func=run)

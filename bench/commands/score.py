@@ -1,18 +1,21 @@
 """`bench score --dataset NAME --data-root DIR --predictions DIR --format legion|native --out DIR`
 
 Scores a folder of precomputed predictions without running any model. A sample with no
-prediction is counted as failed, never skipped.
+prediction is counted as failed, never skipped; a metric that cannot be computed (its model is
+not in the local cache, the folder holds no explanations) is recorded as not computed and
+named at the end; every other metric is scored. Exit status: README "Exit codes".
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.errors import BenchError
+from bench.errors import BenchError, SampleError
 from bench.types import Prediction, Sample
 
 FORMATS = ("legion", "native")
@@ -20,23 +23,40 @@ FORMATS = ("legion", "native")
 
 @dataclass(frozen=True)
 class FolderSource:
-    """Predictions read from a folder in LEGION's or the native layout (README: formats)."""
+    """Predictions read from a folder in LEGION's or the native layout (README: formats).
+
+    ``tasks``: what every sample must have (what the folder holds; native layout).
+    ``verify_images``: decode every image fully first, so a truncated file fails its sample
+    (``truncated or unreadable image <file>: <reason>``) instead of being scored from its header.
+    """
 
     folder: str
     format: str
+    tasks: frozenset = frozenset()
+    verify_images: bool = True
 
     def fetch(self, sample: Sample, condition_key: str, ref: Any) -> tuple[Prediction, int, int]:
         from bench import prediction_folders as pf
-        from bench.scoring import _image_hw
 
-        h, w = _image_hw(sample)
+        h, w = self._image_hw(sample)
         if self.format == "legion":
             # a missing explanation.json scores 0 on text metrics rather than losing the mask
             pred = pf.read_legion_prediction(Path(self.folder), sample.file_name, (h, w),
                                              require_explanation=False)
         else:
-            pred = pf.read_native_prediction(Path(self.folder), sample.id, sample.file_name, (h, w))
+            pred = pf.read_native_prediction(Path(self.folder), sample.id, sample.file_name, (h, w),
+                                             tasks=self.tasks)
         return pred, h, w
+
+    def _image_hw(self, sample: Sample) -> tuple[int, int]:
+        from bench.imageio import verify_image
+        from bench.scoring import _image_hw
+
+        if not self.verify_images or sample.image_path is None or sample.image_bytes is not None:
+            return _image_hw(sample)  # header only (bytes-backed samples are decoded there)
+        if sample.error:
+            raise SampleError(sample.where, sample.error)
+        return verify_image(sample.image_path)
 
 
 class FolderAdapterInfo:
@@ -73,22 +93,26 @@ def suite_for_dataset(dataset: str):
 
 def run(args: argparse.Namespace) -> int:
     from bench.conditions import Condition
+    from bench.metrics import select_metrics
+    from bench.prediction_folders import folder_tasks
     from bench.registry import create_dataset
-    from bench.report import print_summary
-    from bench.runner import (RunOptions, _map_chunks, _sanitize, build_results, command_line,
-                              score_frame, write_json_atomic)
-    from bench.scoring import rows_to_frame, write_parquet
+    from bench.report import finish, print_summary, summarize_failures
+    from bench.runner import RunOptions, _map_chunks, _sanitize, build_results, command_line, write_json_atomic
+    from bench.scoring import add_metric_columns, aggregate, rows_to_frame, write_parquet
 
     if args.format not in FORMATS:
         raise BenchError(f"--format must be one of {', '.join(FORMATS)}")
     folder = Path(args.predictions)
     if not folder.is_dir():
         raise BenchError(f"--predictions {folder}: not a folder")
-    suite = suite_for_dataset(args.dataset)
+    # a copy: the registered suite object must not keep this command's options
+    suite = copy.deepcopy(suite_for_dataset(args.dataset))
     if args.threshold is not None:
         suite.protocol = {**suite.protocol, "mask_threshold": args.threshold}
     if args.css_model:
         suite.protocol = {**suite.protocol, "css_model": args.css_model}
+    if args.metrics:
+        suite.metrics = select_metrics(args.metrics, suite.metrics)
     opts = RunOptions(out_dir=Path(args.out), data_root=Path(args.data_root) if args.data_root else None,
                       split=args.split, workers=args.workers, progress=not args.no_progress,
                       command=command_line())
@@ -101,19 +125,17 @@ def run(args: argparse.Namespace) -> int:
     if not samples:
         raise BenchError(f"dataset {args.dataset!r} has no samples")
     clean = Condition.clean()
-    source = FolderSource(str(folder), args.format)
+    # the tasks the folder holds; the suite's metrics of the others are recorded as not computed
+    tasks, missing_tasks = folder_tasks(folder, args.format)
+    source = FolderSource(str(folder), args.format, frozenset(tasks), not args.no_verify_images)
     threshold = float(suite.protocol["mask_threshold"])
     t0 = time.perf_counter()
     jobs = [(s, [(clean.key, None)]) for s in samples]
     df = rows_to_frame(list(_map_chunks(jobs, source, threshold, opts, desc="score",
                                         reference_field=suite.protocol.get("reference_field"))))
-    tasks = {"localize"}
-    if df["explanation"].notna().any():
-        tasks.add("explain")
-    if df["score"].notna().any():
-        tasks.add("detect")
     info = FolderAdapterInfo(folder, args.format, tasks, args.name)
-    used, per_condition = score_frame(df, suite, tasks, [clean.key])
+    used = add_metric_columns(df, suite.metrics, tasks, suite.protocol, missing_tasks)
+    per_condition = aggregate(df, [clean.key], used, suite.protocol.get("bootstrap", {}))
     results = build_results(suite=suite, dataset=ds, n_samples=len(samples), adapter=info,
                             conditions=[clean], per_condition=per_condition, used_metrics=used,
                             timing={"infer_s": 0.0, "score_s": round(time.perf_counter() - t0, 3)},
@@ -123,15 +145,13 @@ def run(args: argparse.Namespace) -> int:
     write_parquet(df, out / "samples.parquet")
     write_json_atomic(out / "results.json", _sanitize(results))
     print_summary([results])
-    n_failed = int((df["status"] == "failed").sum())
-    if n_failed:
-        first = df.loc[df["status"] == "failed", "error"].head(3).tolist()
-        print(f"\n{n_failed} of {len(df)} samples failed, e.g.:\n  " + "\n  ".join(map(str, first)))
     print(f"\nresults in {out}/results.json and samples.parquet")
-    return 0
+    return finish([summarize_failures(info.name, df)], [results], strict=args.strict)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from bench.validate import positive_int
+
     p = sub.add_parser("score", help="score a folder of precomputed predictions (no model run)")
     p.add_argument("--dataset", required=True, help="dataset name (`bench ls datasets`)")
     p.add_argument("--data-root", help="dataset folder")
@@ -144,6 +164,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="name for this entry in results (default predictions-<format>)")
     p.add_argument("--threshold", type=float, help="heatmap threshold (native heatmaps); default 0.5")
     p.add_argument("--css-model", help="sentence-embedding model for CSS (default: the suite's)")
-    p.add_argument("--workers", type=int)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--metrics", metavar="M1,M2",
+                   help="metrics to compute, comma-separated (default: the dataset suite's; `bench ls metrics`)")
+    p.add_argument("--no-verify-images", action="store_true",
+                   help="read only image headers (faster); by default every image is decoded fully, so "
+                   "a truncated file fails its sample instead of being scored as if whole")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 3 when any sample failed (default: only when all did)")
+    p.add_argument("--workers", type=positive_int, help="CPU worker processes for scoring (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they show only on a terminal anyway)")
     p.set_defaults(func=run)

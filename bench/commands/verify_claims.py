@@ -1,4 +1,7 @@
-"""`bench verify-claims CLAIMS.yaml --runs DIR...`: is each claimed number inside the measured 95% CI?"""
+"""`bench verify-claims CLAIMS --runs DIR...`: is each claimed number inside the measured 95% CI?
+
+CLAIMS is a claims YAML file or the name of a built-in one (``bench/claims/NAME.yaml``, e.g.
+``legion_robustness``: the LEGION paper's Table 10)."""
 
 from __future__ import annotations
 
@@ -47,18 +50,28 @@ def run(args: argparse.Namespace) -> int:
     return 1 if args.strict and counts["inconsistent"] else 0
 
 
+def _builtin() -> list[str]:
+    from bench.claims import builtin_claims
+
+    return builtin_claims()
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from bench.validate import positive_int
+
     p = sub.add_parser(
         "verify-claims", help="check a paper's claimed numbers against measured runs",
-        description="For each claim in CLAIMS.yaml (method, dataset/suite, condition, metric, value; or "
-                    "'A beats B by X'), say whether the value lies inside the measured 95%% interval of "
+        description="For each claim in CLAIMS (method, dataset/suite, condition, metric, value; or "
+                    "'A beats B by X'), say whether the value lies inside the measured 95% interval of "
                     "a matching run. Exit 0 unless the file is malformed, or --strict and some claim is "
-                    "inconsistent.")
-    p.add_argument("claims", metavar="CLAIMS.yaml", help="claims file (see bench/claims/legion_robustness.yaml)")
+                    "inconsistent. Example: bench verify-claims legion_robustness --runs runs/")
+    p.add_argument("claims", metavar="CLAIMS",
+                   help="claims YAML file, or a built-in claims name: "
+                        + (", ".join(_builtin()) or "none"))
     p.add_argument("--runs", nargs="+", metavar="DIR", default=[],
                    help="run folders, or folders searched recursively for results.json")
     p.add_argument("--strict", action="store_true", help="exit 1 when any claim is inconsistent")
-    p.add_argument("--n-resamples", type=int, default=None,
+    p.add_argument("--n-resamples", type=positive_int, default=None,
                    help="bootstrap resamples for relative claims (default: the run's protocol)")
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed for relative claims")
     p.add_argument("--plain", action="store_true", help="plain-text table instead of rich")

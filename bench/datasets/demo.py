@@ -640,7 +640,15 @@ def generate_demo(root: Path | str, seed: int = 0, n_fake: int = DEFAULT_N_FAKE,
         is_fake[np.random.default_rng([seed, 1 << 30]).permutation(n)[:n_fake]] = True
         width = max(4, len(str(n - 1)))
         records, side = [], {}
-        for i in range(n):
+        import sys
+
+        from tqdm.auto import tqdm
+
+        # the first demo run spends most of a minute here: say so (a bar only on a terminal)
+        print(f"bench: generating the demo dataset ({n} images) into {final} (once; later runs reuse it)",
+              file=sys.stderr, flush=True)
+        for i in tqdm(range(n), desc="generate demo", unit="img", leave=False, file=sys.stderr,
+                      disable=None):
             item, name, info = _write_image(int(seed), i, bool(is_fake[i]), width, img_dir)
             records.append(item)
             side[name] = info

@@ -14,19 +14,30 @@ with boxes in original-image pixels.
 Each record becomes one fake :class:`~bench.types.Sample`: id = the record ``id``; one
 :class:`~bench.types.Region` per regional entry (``box`` = (x, y, w, h), ``explanation`` = its
 cleaned desc); mask rule ``box_inclusive`` (LEGION: columns int(x)..int(x+w) and rows
-int(y)..int(y+h), both inclusive, clipped; union); reference = cleaned global desc(s) then
-cleaned regional descs, joined by one space (:func:`bench.text_clean.clean_loki_text`, version
-:data:`bench.text_clean.LOKI_CLEANING`, recorded in ``meta["reference_cleaning"]``).
+int(y)..int(y+h), both inclusive, clipped; union; a box wholly past an edge fills that edge's
+last column or row, as ``cv2.rectangle`` does in LEGION's code; a box reaching past the border
+gives the sample a ``geometry_clipped`` warning, a column of samples.parquet); reference =
+cleaned global desc(s) then cleaned regional descs, joined by one space
+(:func:`bench.text_clean.clean_loki_text`, version :data:`bench.text_clean.LOKI_CLEANING`,
+recorded in ``meta["reference_cleaning"]``).
 
 Options: ``annotations=PATH`` (the JSON elsewhere), ``images=DIR`` (image files elsewhere,
 looked up by base name), ``ids=PATH`` (a text file of record ids or image file names, one per
 line, ``#`` comments: score only that subset, e.g. LEGION's unpublished 112-image list; an id
-not in the file is an error naming it). A broken record (no regions, a box with NaN or a
-negative size, no id ...) becomes a Sample with ``error`` set; it never stops the load.
+not in the file is an error naming it), ``strict=true`` (a box wholly outside the image fails
+its sample instead of filling the border column / row, the harness's former rule).
+
+Several records naming one image file: as in LEGION's ``generate_loki_mask`` (which stops at
+the first match), the FIRST is the image's ground truth and the others are left out (a
+``duplicate_record`` warning on the sample names them). Two records with one ``id`` but
+different images are both kept, the second id suffixed ``#2`` (warning ``duplicate_id``). A
+broken record (no regions, a box with NaN or a negative size, no id ...) becomes a Sample with
+``error`` set; it never stops the load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -34,6 +45,7 @@ from typing import Any, ClassVar
 
 from bench.datasets._files import is_number, json_type, read_id_list, read_json_text
 from bench.errors import BenchError, DataMissingError
+from bench.masks import parse_strict_option
 from bench.registry import register_dataset
 from bench.text_clean import LOKI_CLEANING, clean_loki_text, join_reference
 from bench.types import FAKE, Dataset, Region, Sample
@@ -65,9 +77,9 @@ class Loki(Dataset):
     splits: ClassVar[tuple[str, ...]] = ("test",)
     summary: ClassVar[str] = (
         "LOKI open-ended VQA images: 229 synthetic images, 687 artifact boxes, explanations; "
-        "options annotations=PATH, images=DIR, ids=PATH"
+        "options annotations=PATH, images=DIR, ids=PATH, strict=true"
     )
-    known_options: ClassVar[frozenset[str]] = frozenset({"annotations", "images", "ids"})
+    known_options: ClassVar[frozenset[str]] = frozenset({"annotations", "images", "ids", "strict"})
 
     def __init__(self, data_root: Path | str | None = None, split: str = "test", **options: Any):
         unknown = set(options) - self.known_options
@@ -81,6 +93,13 @@ class Loki(Dataset):
         super().__init__(data_root, split, **options)
         #: Codec of the annotation file, set when it is read (e.g. "utf-16-le").
         self.encoding: str | None = None
+        #: ``strict=true``: a box wholly outside the image is refused, not drawn on the border.
+        self.strict = parse_strict_option(options.get("strict", False), "loki")
+
+    def fingerprint(self) -> str:
+        """The base fingerprint; with ``strict=true`` (other ground truth) a different one."""
+        fp = super().fingerprint()
+        return hashlib.sha256(f"{fp}\0strict-geometry".encode()).hexdigest() if self.strict else fp
 
     # -- locating files ------------------------------------------------------------------
     def _root(self) -> Path:
@@ -124,7 +143,8 @@ class Loki(Dataset):
         if not isinstance(data, list):
             raise BenchError(f"{path}: top level is a JSON {json_type(data)}; LOKI's file is a list of records")
         samples = [self._sample(path, index, rec) for index, rec in enumerate(data)]
-        samples = _unique_ids(samples, path)
+        samples = _unique_ids(_first_record_per_file(samples, path), path)
+        samples = [replace(s, clip_geometry=not self.strict) for s in samples]
         ids_file = self.options.get("ids")
         if ids_file is not None:
             samples = select_ids(samples, read_id_list(ids_file), ids_file)
@@ -219,19 +239,47 @@ def select_ids(samples: list[Sample], wanted: list[str], source: Any) -> list[Sa
     return [s for i, s in enumerate(samples) if i in chosen]
 
 
+def _first_record_per_file(samples: list[Sample], path: Path) -> list[Sample]:
+    """One sample per image file: the first record naming it (LEGION's first match, by exact
+    file name); the later ones are left out and named in a ``duplicate_record`` warning."""
+    first: dict[str, int] = {}
+    ignored: dict[str, list[str]] = {}
+    out: list[Sample] = []
+    for s in samples:
+        name = s.meta.get("file_name")
+        if name in first:
+            ignored.setdefault(name, []).append(f"record {s.id!r} (#{s.meta['record_index']})")
+            continue
+        if name is not None:
+            first[name] = len(out)
+        out.append(s)
+    for name, others in ignored.items():
+        s = out[first[name]]
+        warning = (f"duplicate_record: image file {name!r} is also named by {', '.join(others)} of "
+                   f"{path}, ignored: the first record ({s.id!r}, #{s.meta['record_index']}) is "
+                   "used, as in LEGION's scoring")
+        out[first[name]] = replace(s, warnings=s.warnings + (warning,))
+    return out
+
+
 def _unique_ids(samples: list[Sample], path: Path) -> list[Sample]:
-    """A record id seen before fails (id suffixed ``#2``, ``#3`` ...): the match is ambiguous."""
-    seen: set[str] = set()
+    """A record id seen before (on another image) gets ``#2``, ``#3`` ... and a ``duplicate_id``
+    warning; both images are scored, as LEGION matches records by image file, not id."""
+    seen: dict[str, Sample] = {}
     out = []
     for s in samples:
         if s.id not in seen:
-            seen.add(s.id)
+            seen[s.id] = s
             out.append(s)
             continue
         n = 2
         while f"{s.id}#{n}" in seen:
             n += 1
         new_id = f"{s.id}#{n}"
-        seen.add(new_id)
-        out.append(replace(s, id=new_id, error=s.error or f"{path}: record id {s.id!r} appears more than once"))
+        seen[new_id] = s
+        other = seen[s.id]
+        warning = (f"duplicate_id: record id {s.id!r} (#{s.meta['record_index']}) of {path} is also "
+                   f"used by record #{other.meta['record_index']} for another image, this one is "
+                   f"scored as {new_id!r}")
+        out.append(replace(s, id=new_id, warnings=s.warnings + (warning,)))
     return out

@@ -16,7 +16,14 @@ Each record becomes one :class:`~bench.types.Sample`: id = the image file name (
 EXACTLY by name, never by substring as LEGION's script did: "1.png" is not "11.png"),
 label fake, ``reference`` = caption, one :class:`~bench.types.Region` per ref, mask rule
 ``polygon`` (float -> int32 truncation, ``cv2.fillPoly``, union over refs; see
-:func:`bench.masks.polygons_to_mask`).
+:func:`bench.masks.polygons_to_mask`). Polygons reaching past the image border are filled
+clipped, as LEGION's ``generate_mask`` does, and the sample carries a ``geometry_clipped``
+warning (a column of samples.parquet); option ``strict=true`` refuses them instead.
+
+Several records naming one image file: one sample, whose ground truth is the union of all
+their regions, as LEGION's ``generate_mask`` builds it (its ``break`` leaves only the loop over
+one record's keys, so every matching record is filled); the first record gives the caption and
+meta, and a ``duplicate_record`` warning names the others. A broken one fails the sample.
 
 Extension (not in the release): a record with ``"label": "real"`` is a real image (label 0,
 mask rule ``none``, all-False mask, no refs allowed). The project's generated ``demo``
@@ -25,24 +32,29 @@ Any other record fields (e.g. ``content_type``, ``categories``) and a ref's ``ca
 copied through (to ``Sample.meta`` and ``Region.category``).
 
 Options: ``annotations=PATH`` replaces the annotation file (e.g. the pre-release file);
-``images=DIR`` replaces the image folder. Broken records are never dropped: they become
+``images=DIR`` replaces the image folder; ``strict=true`` refuses polygons more than
+:data:`bench.masks.OUTSIDE_TOLERANCE` past the image border (the harness's former rule) instead
+of clipping them like LEGION. Broken records are never dropped: they become
 Samples with ``error`` set, naming the annotation file and the annotation id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, ClassVar
 
 from bench.errors import BenchError, DataMissingError
+from bench.masks import parse_strict_option
 from bench.registry import register_dataset
 from bench.types import FAKE, REAL, Dataset, Region, Sample
 
 #: Both spellings of the annotation folder (the upstream README writes ``annoations``).
 ANNOTATION_DIRS = ("annotations", "annoations")
+#: Warning code of an image named by several records (their regions are united).
+DUPLICATE_WARNING = "duplicate_record"
 #: Record fields the loader interprets; every other field is copied to ``Sample.meta``.
 RECORD_FIELDS = frozenset({"img_file_name", "caption", "refs", "label"})
 LABELS = {"fake": FAKE, "real": REAL}
@@ -66,10 +78,10 @@ class SynthScars(Dataset):
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     summary: ClassVar[str] = (
         "SynthScars (LEGION): synthetic images, polygon artifact masks, explanations; "
-        "options annotations=PATH, images=DIR"
+        "options annotations=PATH, images=DIR, strict=true"
     )
     #: Options this loader understands; a subclass adding options extends this set.
-    known_options: ClassVar[frozenset[str]] = frozenset({"annotations", "images"})
+    known_options: ClassVar[frozenset[str]] = frozenset({"annotations", "images", "strict"})
 
     def __init__(self, data_root: Path | str | None = None, split: str = "test", **options: Any):
         unknown = set(options) - self.known_options
@@ -79,6 +91,13 @@ class SynthScars(Dataset):
                 f"(known: {', '.join(sorted(self.known_options))})"
             )
         super().__init__(data_root, split, **options)
+        #: ``strict=true``: polygons past the image border are refused, not clipped.
+        self.strict = parse_strict_option(options.get("strict", False), self.name)
+
+    def fingerprint(self) -> str:
+        """The base fingerprint; with ``strict=true`` (other ground truth) a different one."""
+        fp = super().fingerprint()
+        return hashlib.sha256(f"{fp}\0strict-geometry".encode()).hexdigest() if self.strict else fp
 
     # -- locating files ------------------------------------------------------------------
     def split_dir(self) -> Path:
@@ -134,7 +153,8 @@ class SynthScars(Dataset):
     # -- loading -------------------------------------------------------------------------
     def _load(self) -> list[Sample]:
         ann = self.annotation_path()
-        return load_annotation_file(ann, self.images_dir(), source=self.name)
+        return load_annotation_file(ann, self.images_dir(), source=self.name,
+                                    clip_geometry=not self.strict)
 
 
 def read_annotation_json(path: Path) -> list[Any]:
@@ -160,40 +180,63 @@ def read_annotation_json(path: Path) -> list[Any]:
     return data
 
 
-def load_annotation_file(path: Path, images_dir: Path, source: str = "synthscars") -> list[Sample]:
-    """Samples for every record of ``path``, in file order; images looked up in ``images_dir``."""
+def load_annotation_file(path: Path, images_dir: Path, source: str = "synthscars",
+                         clip_geometry: bool = True) -> list[Sample]:
+    """One sample per image named in ``path``, in file order; images looked up in
+    ``images_dir``. Several records naming one file (matched exactly, not by LEGION's
+    substring): the image's ground truth is the union of their regions, as LEGION's
+    ``generate_mask`` fills every matching record; the first record gives the id, caption and
+    meta, and the sample carries a ``duplicate_record`` warning naming the others."""
     records = read_annotation_json(path)
     samples: list[Sample] = []
-    by_name: dict[str, list[int]] = defaultdict(list)
+    first: dict[str, int] = {}  # file name -> position in samples
+    merged: dict[str, list[str]] = {}  # file name -> the later records naming it
     for index, item in enumerate(records):
         ann_id = _annotation_id(item)
         label_id = f"annotation {ann_id!r}" if ann_id is not None else f"record #{index}"
+        name = _file_name_of(item)
         try:
             sample = parse_record(item, images_dir, source)
         except RecordError as exc:
             sid = f"annotation:{ann_id}" if ann_id is not None else f"record:{index}"
-            samples.append(Sample(
+            sample = Sample(
                 id=sid, image_path=None,
                 meta={"annotation_id": ann_id, "record_index": index, "source": source},
                 mask_rule="none", error=f"{path}, {label_id}: {exc}",
-            ))
+            )
+        if name is not None and name in first:
+            merged.setdefault(name, []).append(f"{label_id} (record #{index})")
+            samples[first[name]] = _merge_duplicate(samples[first[name]], sample, name, path)
             continue
-        by_name[sample.id].append(len(samples))
-        samples.append(sample)
+        if name is not None:
+            first[name] = len(samples)
+        samples.append(replace(sample, clip_geometry=clip_geometry))
 
-    # A file name shared by several records: the ground truth is ambiguous, so every one of
-    # them fails (with an id made unique), rather than one silently winning.
-    for name, positions in by_name.items():
-        if len(positions) < 2:
-            continue
-        ids = [samples[i].meta["annotation_id"] for i in positions]
-        message = (
-            f"{path}: image file name {name!r} is used by {len(ids)} records "
-            f"(annotation ids {', '.join(repr(a) for a in ids)}); match is ambiguous"
+    for name, others in merged.items():
+        s = samples[first[name]]
+        warning = (
+            f"{DUPLICATE_WARNING}: image file {name!r} is also named by {', '.join(others)} of "
+            f"{path}: the ground truth is the union of their regions and those of the first "
+            f"record (annotation {s.meta.get('annotation_id')!r}), whose caption is used, as "
+            "LEGION's generate_mask fills every record naming the image"
         )
-        for i, ann_id in zip(positions, ids):
-            samples[i] = replace(samples[i], id=f"{name}#{ann_id}", error=message)
+        samples[first[name]] = replace(s, warnings=s.warnings + (warning,))
     return _unique_ids(samples)
+
+
+def _merge_duplicate(kept: Sample, extra: Sample, name: str, path: Path) -> Sample:
+    """``kept`` with the regions of ``extra``, a later record for the same image file."""
+    if kept.error:
+        return kept
+    if extra.error:
+        return replace(kept, error=f"{extra.error} (a further record for image {name!r}, whose "
+                                   "ground truth is the union of every record naming it)")
+    if extra.label != kept.label:
+        return replace(kept, error=f"{path}, annotation {extra.meta.get('annotation_id')!r}: "
+                                   f"labels image {name!r} otherwise than annotation "
+                                   f"{kept.meta.get('annotation_id')!r} does")
+    regions = kept.regions + extra.regions
+    return replace(kept, regions=regions, meta={**kept.meta, "n_regions": len(regions)})
 
 
 def parse_record(item: Any, images_dir: Path, source: str = "synthscars") -> Sample:
@@ -270,6 +313,16 @@ def _parse_ref(k: int, ref: Any) -> Region:
         polygons=tuple(polygons),
         category=texts["category"],
     )
+
+
+def _file_name_of(item: Any) -> str | None:
+    """The base file name a raw record names (None when it names none)."""
+    if isinstance(item, dict) and len(item) == 1:
+        rec = next(iter(item.values()))
+        raw = rec.get("img_file_name") if isinstance(rec, dict) else None
+        if isinstance(raw, str) and _base_name(raw) not in ("", ".", ".."):
+            return _base_name(raw)
+    return None
 
 
 def _annotation_id(item: Any) -> str | None:

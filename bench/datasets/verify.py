@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from bench.errors import DataMissingError, SampleError
-from bench.imageio import decode_image, image_size
+from bench.imageio import decode_image, image_size, max_pixels, open_checked
 from bench.registry import create_dataset
 from bench.types import Dataset, Sample
 
@@ -47,8 +45,11 @@ class DataReport:
     missing: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     invalid: list[tuple[str, str]] = field(default_factory=list)  # broken records: (id, error)
+    #: ground truth that cannot be built at the image's size (polygon, box, mask file): (id, error)
+    bad_masks: list[tuple[str, str]] = field(default_factory=list)
     annotation_files: list[str] = field(default_factory=list)
     fingerprint: str | None = None
+    n_masks_checked: int = 0
 
     @property
     def complete(self) -> bool:
@@ -69,27 +70,43 @@ def _label(sample: Sample) -> str:
     return str(sample.image_path) if sample.image_path is not None else str(sample.meta.get("file_name", sample.id))
 
 
-def _check_header(sample: Sample, decode: bool) -> str | None:
-    """None if the image opens (header only, or a full decode with ``decode``), else the problem."""
+def _check_header(sample: Sample, decode: bool) -> tuple[tuple[int, int] | None, str | None]:
+    """((H, W), None) if the image opens (header only, or a full decode with ``decode``) within
+    the pixel limit a run applies (``BENCH_MAX_PIXELS``), else (None, the problem)."""
     try:
         if decode:
             sample_bytes = sample.image_bytes
-            decode_image(sample_bytes if sample_bytes is not None else sample.image_path, name=_label(sample))
+            arr = decode_image(sample_bytes if sample_bytes is not None else sample.image_path, name=_label(sample))
+            hw = (int(arr.shape[0]), int(arr.shape[1]))
         elif sample.image_bytes is not None:
-            with Image.open(io.BytesIO(sample.image_bytes)) as img:
-                img.size  # noqa: B018  (the header is parsed by open)
+            with open_checked(io.BytesIO(sample.image_bytes), _label(sample), max_pixels()) as img:
+                hw = (img.size[1], img.size[0])
         else:
-            image_size(sample.image_path)
+            hw = image_size(sample.image_path)
     except SampleError as exc:
-        return exc.problem
+        return None, exc.problem
     except Exception as exc:  # PIL raises many types for an unidentifiable header
-        return f"cannot read image header ({type(exc).__name__}: {exc})"
+        return None, f"cannot read image header ({type(exc).__name__}: {exc})"
+    return hw, None
+
+
+def _check_mask(sample: Sample, hw: tuple[int, int]) -> str | None:
+    """None if the ground-truth mask builds at the image's size (as the score phase builds
+    it: polygons, boxes, heatmaps, mask files decoded), else the problem."""
+    try:
+        sample.load_mask(*hw)
+    except SampleError as exc:
+        return str(exc)
+    except Exception as exc:  # a broken mask file, an odd annotation: report, never crash
+        return f"{sample.where}: cannot build the ground-truth mask ({type(exc).__name__}: {exc})"
     return None
 
 
-def verify_dataset(dataset: Dataset, decode: bool = False) -> DataReport:
+def verify_dataset(dataset: Dataset, decode: bool = False, masks: bool = True) -> DataReport:
     """Count records, images found / missing / unreadable (PIL header, or a full decode with
-    ``decode``), broken records, and compute the fingerprint. Loader errors propagate."""
+    ``decode``; the run's pixel limit either way), broken records, ground-truth masks that do
+    not build at their image's size (``masks``), and compute the fingerprint. Reads only:
+    nothing is written. Loader errors propagate."""
     samples = dataset.samples()
     report = DataReport(dataset.name, dataset.split,
                         str(dataset.data_root) if dataset.data_root is not None else None,
@@ -99,9 +116,14 @@ def verify_dataset(dataset: Dataset, decode: bool = False) -> DataReport:
         if state == "missing":
             report.missing.append(_label(s))
         elif state == "found":
-            problem = _check_header(s, decode)
+            hw, problem = _check_header(s, decode)
             if problem is None:
                 report.n_found += 1
+                if masks and not s.error and hw is not None:
+                    report.n_masks_checked += 1
+                    bad = _check_mask(s, hw)
+                    if bad:
+                        report.bad_masks.append((s.id, bad))
             else:
                 report.unreadable.append((_label(s), problem))
         if s.error and state != "missing":
@@ -146,3 +168,14 @@ def check_data_available(dataset_name: str, data_root: Path | str | None, split:
                     dataset_name, split, len(report.missing), len(samples),
                     ", ".join(report.missing[:5]), " ..." if len(report.missing) > 5 else "")
     return report
+
+
+def demo_data_missing(data_root: Path | str) -> str | None:
+    """Where the demo's annotation file should be, if ``data_root`` does not hold a generated
+    demo (then verifying it must not generate it: a check never writes into what it checks)."""
+    root = Path(data_root)
+    for cand in (root / "test" / "annotations" / "test.json",
+                 root / "SynthScars" / "test" / "annotations" / "test.json"):
+        if cand.is_file():
+            return None
+    return str(root / "SynthScars" / "test" / "annotations" / "test.json")

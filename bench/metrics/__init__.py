@@ -11,8 +11,9 @@ Per-image values are averaged over images (macro mean); values are fractions in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterable, Literal
 
+from bench.errors import BenchError
 from bench.registry import METRICS
 
 MetricKind = Literal["pixel", "text", "detection"]
@@ -51,6 +52,30 @@ def metric(name: str, *, kind: MetricKind, task: str, applies_to: str = "all",
 
 def get_metric(name: str) -> MetricSpec:
     return METRICS.get(name)
+
+
+class MetricUnavailable(BenchError):
+    """A metric that cannot be computed on this machine or from these predictions (e.g. the CSS
+    model is not in the local cache, a prediction folder holds no explanations). The run
+    records the metric as not computed (``status: not_computed`` with ``reason`` and ``fix``)
+    and scores everything else; nothing is substituted."""
+
+    def __init__(self, reason: str, fix: str | None = None):
+        self.reason, self.fix = reason, fix
+        super().__init__(reason + (f" Fix: {fix}" if fix else ""))
+
+
+def select_metrics(spec: str | Iterable[str], default: Iterable[str] = ()) -> list[str]:
+    """Metric names from ``--metrics`` (comma-separated or a list), checked against the
+    registry (unknown names fail with suggestions), duplicates dropped, order kept; empty ->
+    ``default``."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [str(n).strip() for n in items if str(n).strip()]
+    if not names:
+        return list(default)
+    for n in names:
+        get_metric(n)  # UnknownNameError (a BenchError) names close matches
+    return list(dict.fromkeys(names))
 
 
 # Built-in metric modules register on import.

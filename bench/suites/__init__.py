@@ -15,6 +15,11 @@ Suite YAML keys::
     conditions: [clean]          # extra condition keys, e.g. "jpeg(quality=50)"
     metrics: [miou, f1, ...]
     protocol: {mask_threshold: 0.5, reference_field: caption, css_model: ..., bootstrap: {n: 1000, seed: 0}}
+
+The format is the JSON Schema ``bench/suites/schema.json`` (types, ranges, allowed keys); a
+file that breaks it, is not valid YAML or gives a key twice is refused when it is read, in one
+line naming the file, the line and the key (:class:`bench.validate.InputError`). Names only the
+registries know (dataset, metrics, preset, perturbations) are checked when a run starts.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from typing import Any
 import yaml
 
 from bench.registry import SUITES
+from bench.validate import InputError, check_schema, load_yaml_file
 
 SUITE_DIR = Path(__file__).parent
+SCHEMA_PATH = SUITE_DIR / "schema.json"
 
 #: Protocol defaults; a suite overrides any of them. Every result records the full protocol.
 DEFAULT_PROTOCOL: dict[str, Any] = {
@@ -59,25 +66,24 @@ class Suite:
     source: str = ""
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], source: str = "") -> "Suite":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"{source or 'suite'}: unknown keys {sorted(unknown)}")
-        for key in ("name", "version", "dataset"):
-            if key not in data:
-                raise ValueError(f"{source or 'suite'}: missing required key {key!r}")
+    def from_mapping(cls, data: dict[str, Any], source: str = "", node: Any = None) -> "Suite":
+        """A suite from its YAML mapping, checked against ``schema.json`` (:class:`InputError`,
+        also a ``ValueError``, naming ``source``, the line when ``node`` is the composed YAML,
+        and the key)."""
+        if not isinstance(data, dict):
+            raise InputError(f"{source or 'suite'}: a suite must be a mapping of keys "
+                             f"(name, version, dataset, ...), got {type(data).__name__}")
+        check_schema(data, SCHEMA_PATH, source or f"suite {data.get('name', '?')!r}", node)
         suite = cls(**{**data, "source": source})
         suite.protocol = merge_protocol(DEFAULT_PROTOCOL, suite.protocol or {})
         return suite
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> "Suite":
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        data, node = load_yaml_file(path, "suite file")
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a suite file must be a YAML mapping")
-        return cls.from_mapping(data, source=str(path))
+            raise InputError(f"{path}: a suite file must be a YAML mapping (name: ..., version: ..., dataset: ...)")
+        return cls.from_mapping(data, source=str(path), node=node)
 
     def with_overrides(self, **changes: Any) -> "Suite":
         return replace(self, **changes)
@@ -99,7 +105,11 @@ def _register_builtin() -> None:
 def get_suite(name_or_path: str) -> Suite:
     """A registered suite by name, or a suite YAML file by path."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") and p.exists():
+    if p.suffix in (".yaml", ".yml") or "/" in str(name_or_path) or p.is_file():
+        if p.is_dir():
+            raise InputError(f"--suite {p}: is a folder; give a suite name (`bench ls suites`) or a .yaml file")
+        if not p.exists():
+            raise InputError(f"--suite {p}: no such suite file (built-in suites: {', '.join(SUITES.names())})")
         return Suite.from_yaml(p)
     obj = SUITES.get(name_or_path)
     if isinstance(obj, (str, Path)):

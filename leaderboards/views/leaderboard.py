@@ -86,7 +86,8 @@ for suite in sel_suites:
                "adapter": st.column_config.TextColumn("adapter", help="adapter name"),
                "badges": st.column_config.TextColumn("badges", help="fine-tuned on a dataset (test distribution: trained on "
                                                      "this benchmark's data) · external model · box output · "
-                                                     "hard mask only (no heatmap) · ⚠ failed samples")}
+                                                     "hard mask only (no heatmap) · metrics not computed (n/a, never 0) · "
+                                                     "⚠ failed samples")}
         for col, m in value_cols.items():
             info = T.metric_info(m)
             arrow = "higher is better" if info["higher_is_better"] else "lower is better"
