@@ -5,6 +5,9 @@ Third-party adapters register through the ``bench.adapters`` entry-point group.
 
 from __future__ import annotations
 
+if __name__ != "bench.adapters":  # this folder is the sub-package bench.adapters (pyproject package-dir)
+    raise ImportError(f"{__name__!r} is not a package of its own: import bench.adapters")
+
 import importlib
 import logging
 
@@ -28,9 +31,5 @@ BUILTIN_MODULES = (
     "predictions",
 )
 
-for _name in BUILTIN_MODULES:
-    try:
-        importlib.import_module(f"adapters.{_name}")
-    except ModuleNotFoundError as exc:  # module not written yet
-        if exc.name != f"adapters.{_name}":
-            raise
+for _name in BUILTIN_MODULES:  # a built-in that fails to import is an error, never silently absent
+    importlib.import_module(f"{__name__}.{_name}")

@@ -60,8 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
-from adapters import register_adapter
-from adapters._util import AdapterLoadError, as_bool, failed_prediction
+from bench.adapters import register_adapter
+from bench.adapters._util import AdapterLoadError, as_bool, failed_prediction
 from bench.errors import BenchError, SampleError
 from bench.types import Adapter, ModelInput, Prediction
 

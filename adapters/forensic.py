@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Sequence
 import cv2
 import numpy as np
 
-from adapters import register_adapter
+from bench.adapters import register_adapter
 from bench.errors import SampleError
 from bench.types import Adapter, ModelInput, Prediction
 

@@ -22,8 +22,8 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from adapters import register_adapter
-from adapters._util import (
+from bench.adapters import register_adapter
+from bench.adapters._util import (
     as_bool, as_list,
     jit_load,
     AdapterLoadError, existing_path, failed_prediction, load_state_dict_strict, load_torch_checkpoint,

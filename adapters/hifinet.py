@@ -30,7 +30,7 @@ mask is resized back to the image with pixel-centre nearest neighbour.
 numpy 1.21.5): while the checkout's code is imported, built or run, ``np.int`` is the builtin
 ``int`` (what it aliased), and the alias is removed again afterwards (:func:`numpy_int_alias`).
 The checkout's ``models`` package is only in ``sys.modules`` while its code runs
-(:class:`adapters._util.RepoImports`; TruFor's checkout has a top-level ``models`` too).
+(:class:`bench.adapters._util.RepoImports`; TruFor's checkout has a top-level ``models`` too).
 
 Config: ``repo`` (checkout), ``weights`` (folder holding ``HRNet/`` and ``NLCDetection/``;
 default ``<repo>/weights``), ``epoch`` (750001), ``center`` (default
@@ -45,8 +45,8 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
-from adapters import register_adapter
-from adapters._util import (
+from bench.adapters import register_adapter
+from bench.adapters._util import (
     as_bool,
     error_line,
     failed_prediction,

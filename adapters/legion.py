@@ -20,13 +20,13 @@ What the official ``scripts/loc_exp/infer.py`` (github opendatalab/LEGION, at or
   RANK=0, WORLD_SIZE=1, LOCAL_RANK=0, MASTER_ADDR=127.0.0.1, MASTER_PORT=<a free port> and
   ``--local_rank 0``. With ``gpus: "0,1"`` the batch's images are split into two disjoint
   folders and two such processes run at once, each with ``CUDA_VISIBLE_DEVICES`` set to its GPU
-  and its own port and output folder (``gpu_mode = "split"`` in :mod:`adapters.external`).
+  and its own port and output folder (``gpu_mode = "split"`` in :mod:`bench.adapters.external`).
   A GPU is required (NCCL, ``.cuda()`` everywhere; ~19 GB in bf16).
 - It reads every entry of ``--image_dir`` with ``cv2.imread`` (so the folder must hold only
   images) and processes ONE image per step whatever ``--batch_size_per_gpu`` says (it takes
   item 0 of each batch), so that option stays at 1. It has no per-image error handling: one
   image that crashes it ends the run; the images left without output are then run again (the
-  failing one alone), so a bad image fails only itself (see :mod:`adapters.external`).
+  failing one alone), so a bad image fails only itself (see :mod:`bench.adapters.external`).
 - Prompt: a fixed instruction inside the script (recorded below). Generation: the script passes
   only ``num_beams=1`` and ``max_new_tokens=512`` (bf16); everything else (``do_sample``,
   ``temperature``, ``top_p`` ...) follows the checkpoint's ``generation_config.json`` (else the
@@ -54,9 +54,9 @@ import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapters import register_adapter
-from adapters._util import AdapterLoadError, existing_path, sha256_path
-from adapters.external import ExternalAdapter
+from bench.adapters import register_adapter
+from bench.adapters._util import AdapterLoadError, existing_path, sha256_path
+from bench.adapters.external import ExternalAdapter
 from bench.errors import BenchError
 from bench.types import ModelInput, Prediction
 

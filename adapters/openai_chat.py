@@ -38,8 +38,8 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from adapters import register_adapter
-from adapters._util import AdapterLoadError, failed_prediction
+from bench.adapters import register_adapter
+from bench.adapters._util import AdapterLoadError, failed_prediction
 from bench.errors import BenchError
 from bench.types import Adapter, ModelInput, Prediction
 

@@ -35,8 +35,8 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from adapters import register_adapter
-from adapters._util import (
+from bench.adapters import register_adapter
+from bench.adapters._util import (
     jit_load,
     failed_prediction,
     torchscript_devices,

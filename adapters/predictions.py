@@ -21,8 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from adapters import register_adapter
-from adapters._util import failed_prediction
+from bench.adapters import register_adapter
+from bench.adapters._util import failed_prediction
 from bench.errors import BenchError, SampleError
 from bench.types import Adapter, ModelInput, Prediction
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from adapters import register_adapter
+from bench.adapters import register_adapter
 from bench.types import Adapter, ModelInput, Prediction
 
 _TASKS = frozenset({"detect", "localize"})

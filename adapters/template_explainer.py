@@ -3,7 +3,7 @@
 It is the honest floor for explanation metrics, as ``empty`` is for masks: no language model,
 only a template filled from measurements. Per image:
 
-1. heatmaps from :mod:`adapters.forensic` (float32 H x W in [0, 1]):
+1. heatmaps from :mod:`bench.adapters.forensic` (float32 H x W in [0, 1]):
    ``noise_inconsistency_map`` (local noise level unlike the rest of the image) and/or
    ``ela_map`` (error level after JPEG re-compression unlike the rest of the image); config
    ``signal`` = ``both`` (default; the heatmap is their per-pixel maximum), ``noise`` or ``ela``;
@@ -20,7 +20,7 @@ only a template filled from measurements. Per image:
 
 Outputs: ``heatmap`` (the combined map; the harness thresholds it with the protocol's
 ``mask_threshold``), ``score`` = the heatmap's ``score_quantile`` quantile (default 0.995, as
-:func:`adapters.forensic.heatmap_score`), ``explanation``.
+:func:`bench.adapters.forensic.heatmap_score`), ``explanation``.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from adapters import register_adapter
+from bench.adapters import register_adapter
 from bench.errors import SampleError
 from bench.types import Adapter, ModelInput, Prediction
 
 SIGNALS = ("both", "noise", "ela")
-#: Signal name -> (function name in adapters.forensic, noun, why it matters) for the words.
+#: Signal name -> (function name in bench.adapters.forensic, noun, why it matters) for the words.
 SIGNAL_INFO: dict[str, tuple[str, str, str]] = {
     "noise": ("noise_inconsistency_map", "noise inconsistency",
               "its local noise level differs from the rest of the image"),
@@ -61,7 +61,7 @@ class FoundRegion:
 
 def compute_maps(image: np.ndarray, signals: Sequence[str]) -> dict[str, np.ndarray]:
     """Forensic maps of an RGB uint8 H x W x 3 image: {signal: float32 H x W in [0, 1]}."""
-    from adapters import forensic  # imported here: tests replace this function
+    from bench.adapters import forensic  # imported here: tests replace this function
 
     return {s: np.asarray(getattr(forensic, SIGNAL_INFO[s][0])(image), dtype=np.float32) for s in signals}
 
@@ -170,7 +170,7 @@ class TemplateExplainer(Adapter):
                 raise SampleError(where, f"{s} map has values outside [0, 1]")
         heat, regions = find_regions(maps, self.config["threshold"], self.config["min_area"],
                                      self.config["max_regions"])
-        # image score as adapters.forensic scores its heatmaps: a high quantile, not the max pixel
+        # image score as bench.adapters.forensic scores its heatmaps: a high quantile, not the max pixel
         score = float(np.clip(np.quantile(heat, self.config["score_quantile"]), 0.0, 1.0)) if heat.size else 0.0
         return Prediction(heatmap=heat.astype(np.float32), score=score,
                           explanation=describe(regions),
@@ -178,7 +178,7 @@ class TemplateExplainer(Adapter):
 
     def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
         """One Prediction per image; a bad image or map fails only that image."""
-        from adapters._util import failed_prediction
+        from bench.adapters._util import failed_prediction
 
         out = []
         for item in batch:

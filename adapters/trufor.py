@@ -20,7 +20,7 @@ What the official ``trufor_test.py`` does, reproduced here:
 
 The model imports its own helpers during the forward pass (``from .layer_utils import ...``
 in ``models/cmx/builder_np_conf.py``), so every forward pass runs inside the checkout's import
-context (:class:`adapters._util.RepoImports`); outside it, the checkout's ``models`` /
+context (:class:`bench.adapters._util.RepoImports`); outside it, the checkout's ``models`` /
 ``config`` / ``data_core`` modules are not in ``sys.modules`` (HiFi-Net's checkout has a
 ``models`` package too).
 
@@ -41,8 +41,8 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
-from adapters import register_adapter
-from adapters._util import (
+from bench.adapters import register_adapter
+from bench.adapters._util import (
     as_bool,
     error_line,
     failed_prediction,

@@ -179,7 +179,7 @@ def infer_shard(spec: AdapterSpec, samples: Sequence[Sample], conditions: Sequen
     recorded in the cache with their reason; recorded failures are retried only with
     ``retry_failed``.
     """
-    from perturbations import apply_condition
+    from bench.perturbations import apply_condition
 
     t0 = time.perf_counter()
     cache = PredictionCache(cache_dir)

@@ -112,9 +112,9 @@ class Registry:
         return name in self._entries
 
 
-ADAPTERS = Registry("adapter", ("adapters",))
+ADAPTERS = Registry("adapter", ("bench.adapters",))
 DATASETS = Registry("dataset", ("bench.datasets",))
-PERTURBATIONS = Registry("perturbation", ("perturbations",))
+PERTURBATIONS = Registry("perturbation", ("bench.perturbations",))
 METRICS = Registry("metric", ("bench.metrics",))
 SUITES = Registry("suite", ("bench.suites",))
 

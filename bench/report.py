@@ -80,7 +80,7 @@ def print_summary(results: Sequence[dict[str, Any]], console: Console | None = N
     console.print(summary_table(results))
     if any(len(r["conditions"]) > 1 for r in results):
         try:
-            from perturbations.robustness import format_robustness_table
+            from bench.perturbations.robustness import format_robustness_table
         except ImportError:
             return
         for r in results:

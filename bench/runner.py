@@ -106,7 +106,7 @@ def suite_conditions(suite: Suite, perturb: str | None, extra: Sequence[str]) ->
     conds: list[tuple[str, Condition]] = [("clean", Condition.clean())]
     preset = perturb or suite.perturb
     if preset:
-        from perturbations.presets import preset_conditions
+        from bench.perturbations.presets import preset_conditions
 
         conds += [(f"preset {preset!r}", c) for c in preset_conditions(preset)]
     src = f"{suite.source or f'suite {suite.name!r}'}: conditions"
@@ -120,7 +120,7 @@ def suite_conditions(suite: Suite, perturb: str | None, extra: Sequence[str]) ->
             conds.append((f"--condition {text!r}", Condition.parse(text)))
         except ValueError as exc:
             raise InputError(f"--condition {text!r}: {exc}") from None
-    from perturbations import canonical_condition
+    from bench.perturbations import canonical_condition
 
     seen, out = set(), []
     for where, c in conds:
@@ -341,7 +341,7 @@ def build_results(*, suite: Suite, dataset: Dataset, n_samples: int, adapter, co
             protocol["css_model_info"] = None
     provenance: dict[str, Any] = {"seed": suite.seed}
     try:
-        from perturbations import perturbation_provenance
+        from bench.perturbations import perturbation_provenance
 
         provenance.update(perturbation_provenance())
     except ImportError:
@@ -371,7 +371,7 @@ def build_results(*, suite: Suite, dataset: Dataset, n_samples: int, adapter, co
         "command": opts.command if opts else None,
     }
     try:
-        from perturbations.robustness import robustness_summary
+        from bench.perturbations.robustness import robustness_summary
 
         if len(conditions) > 1:
             result["robustness"] = robustness_summary(

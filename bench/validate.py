@@ -310,7 +310,7 @@ def check_suite_names(suite: Any) -> None:
         if m not in METRICS:
             raise unknown_name("metric", m, METRICS.names(), f"{src}: metrics")
     if suite.perturb:
-        from perturbations.presets import resolve_preset
+        from bench.perturbations.presets import resolve_preset
 
         try:
             resolve_preset(suite.perturb)

@@ -9,7 +9,7 @@ timed from outside (wall time, and CPU time of the whole process tree).
   infer phase (perturb, predict, write the cache), score phase (read the cache, rasterise the
   ground truth, counts), bootstrap intervals, ``results.json``, ``samples.parquet``, gallery;
 - *floor*: load the same dataset, then a process pool (the platform's default start method)
-  that decodes each image, applies each condition with ``perturbations.apply_condition``,
+  that decodes each image, applies each condition with ``bench.perturbations.apply_condition``,
   builds the ground-truth mask and computes counts with ``bench.metrics.localization``;
   per-condition means of ``miou`` and ``f1`` in the main process. Nothing is stored.
 
@@ -42,7 +42,7 @@ def _floor_chunk(samples, conditions, suite_seed: int):
     import numpy as np
 
     from bench.metrics.localization import confusion_counts
-    from perturbations import apply_condition
+    from bench.perturbations import apply_condition
 
     out = []
     for sample in samples:
@@ -65,7 +65,7 @@ def run_floor(root: Path, options: dict, workers: int) -> dict:
 
     from bench.metrics.localization import f1, miou
     from bench.registry import create_dataset
-    from perturbations.presets import preset_conditions
+    from bench.perturbations.presets import preset_conditions
 
     t0 = time.perf_counter()
     samples = create_dataset("demo", data_root=root, split="test", **options).samples()

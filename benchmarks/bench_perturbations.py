@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.conditions import Condition  # noqa: E402
 from bench.imageio import decode_image  # noqa: E402
-from perturbations import PRESETS, apply_condition, perturbation_provenance  # noqa: E402
+from bench.perturbations import PRESETS, apply_condition, perturbation_provenance  # noqa: E402
 
 
 def synthetic_photo(h: int, w: int, seed: int = 0) -> np.ndarray:

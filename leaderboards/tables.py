@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from leaderboards.data import Run, metric_value
+from bench.leaderboards.data import Run, metric_value
 
 #: Which metrics a protocol key affects: metric kinds ("pixel", "text", "detection") and/or
 #: metric names. An empty set: affects no value (bootstrap: intervals only). Keys not listed

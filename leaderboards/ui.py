@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import streamlit as st
 
-from leaderboards import data as D
+from bench.leaderboards import data as D
 
 ENV_RESULTS = "BENCH_RESULTS_DIR"
 

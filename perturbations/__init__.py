@@ -12,6 +12,9 @@ Also exported: ``canonical_condition`` (check a condition, canonical parameter t
 
 from __future__ import annotations
 
+if __name__ != "bench.perturbations":  # this folder is the sub-package bench.perturbations (pyproject package-dir)
+    raise ImportError(f"{__name__!r} is not a package of its own: import bench.perturbations")
+
 import numpy as np
 
 from bench.conditions import Condition, rng_for
@@ -36,8 +39,8 @@ def apply_condition(image: np.ndarray, condition: Condition, *, suite_seed: int,
 
 
 # Built-in perturbations register on import.
-from perturbations import builtin  # noqa: E402,F401
-from perturbations.params import canonical_condition  # noqa: E402,F401
-from perturbations.presets import PRESETS, preset_conditions, severity_of  # noqa: E402,F401
-from perturbations.provenance import perturbation_provenance  # noqa: E402,F401
-from perturbations.robustness import format_robustness_table, robustness_summary  # noqa: E402,F401
+from bench.perturbations import builtin  # noqa: E402,F401
+from bench.perturbations.params import canonical_condition  # noqa: E402,F401
+from bench.perturbations.presets import PRESETS, preset_conditions, severity_of  # noqa: E402,F401
+from bench.perturbations.provenance import perturbation_provenance  # noqa: E402,F401
+from bench.perturbations.robustness import format_robustness_table, robustness_summary  # noqa: E402,F401

@@ -22,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perturbations.params import Param, perturbation
+from bench.perturbations.params import Param, perturbation
 
 
 def opencv_sigma_for_kernel(kernel: int) -> float:

@@ -10,11 +10,11 @@ name                parameters                                 stochastic
 ``resize``          scale (float in (0, 1])                    no
 ==================  =========================================  ==========
 
-Each lives in its own module (``perturbations.jpeg``, ``.noise``, ``.blur``, ``.resize``),
+Each lives in its own module (``bench.perturbations.jpeg``, ``.noise``, ``.blur``, ``.resize``),
 which documents its exact conventions.
 """
 
-from perturbations.blur import gaussian_blur  # noqa: F401
-from perturbations.jpeg import jpeg, jpeg_bgr_swap  # noqa: F401
-from perturbations.noise import gaussian_noise  # noqa: F401
-from perturbations.resize import resize  # noqa: F401
+from bench.perturbations.blur import gaussian_blur  # noqa: F401
+from bench.perturbations.jpeg import jpeg, jpeg_bgr_swap  # noqa: F401
+from bench.perturbations.noise import gaussian_noise  # noqa: F401
+from bench.perturbations.resize import resize  # noqa: F401

@@ -17,7 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perturbations.params import Param, perturbation
+from bench.perturbations.params import Param, perturbation
 
 _QUALITY = {"quality": Param("int", "JPEG quality on libjpeg's 1..100 scale", low=1, high=100)}
 

@@ -13,7 +13,7 @@ import math
 import cv2
 import numpy as np
 
-from perturbations.params import Param, perturbation
+from bench.perturbations.params import Param, perturbation
 
 
 def downscaled_size(height: int, width: int, scale: float) -> tuple[int, int]:

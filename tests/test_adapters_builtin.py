@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import forensic
+from bench.adapters import forensic
 from bench.datasets import demo
 from bench.errors import SampleError
 from bench.metrics.detection import det_auc

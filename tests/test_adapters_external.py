@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters._util import AdapterLoadError
-from adapters.external import GenericExternalAdapter
-from adapters.legion import LEGION_PROMPT, LegionAdapter
-from adapters.predictions import PredictionsAdapter
+from bench.adapters._util import AdapterLoadError
+from bench.adapters.external import GenericExternalAdapter
+from bench.adapters.legion import LEGION_PROMPT, LegionAdapter
+from bench.adapters.predictions import PredictionsAdapter
 from bench.errors import BenchError, SampleError
 from bench.prediction_folders import read_legion_prediction, read_native_prediction
 from bench.types import ModelInput

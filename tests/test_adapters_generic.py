@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from adapters._util import AdapterLoadError
-from adapters.generic import (
+from bench.adapters._util import AdapterLoadError
+from bench.adapters.generic import (
     HFSegmentationAdapter, OnnxSegAdapter, SegSpec, TimmClassifierAdapter, TorchScriptSegAdapter,
     seg_preprocess,
 )

@@ -19,10 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
-from adapters._util import AdapterLoadError
-from adapters.hifinet import HifiNetAdapter, hifinet_preprocess
-from adapters.pal4vst import Pal4vstAdapter, pal4vst_preprocess
-from adapters.trufor import TruForAdapter, decode_unit_map_png, trufor_preprocess
+from bench.adapters._util import AdapterLoadError
+from bench.adapters.hifinet import HifiNetAdapter, hifinet_preprocess
+from bench.adapters.pal4vst import Pal4vstAdapter, pal4vst_preprocess
+from bench.adapters.trufor import TruForAdapter, decode_unit_map_png, trufor_preprocess
 from bench.types import ModelInput
 
 @pytest.fixture(autouse=True)
@@ -360,7 +360,7 @@ def test_real_trufor_when_configured():
 def test_resize_mask_nearest_is_pils_nearest():
     """The official demos resize masks with PIL's NEAREST; ours must pick the same pixels on
     every size pair (down- and up-scaling, odd ratios), for bool and integer label maps."""
-    from adapters._util import resize_mask_nearest
+    from bench.adapters._util import resize_mask_nearest
 
     rng = np.random.default_rng(7)
     for _ in range(300):

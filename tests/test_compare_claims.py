@@ -276,7 +276,7 @@ def test_malformed_claims_are_refused(tmp_path, claim, problem):
 
 
 def test_shipped_legion_claims_file():
-    from perturbations.presets import preset_conditions
+    from bench.perturbations.presets import preset_conditions
 
     path = Path(__file__).resolve().parents[1] / "bench" / "claims" / "legion_robustness.yaml"
     cf = load_claims(path)

@@ -150,8 +150,8 @@ def test_publish_refuses_a_not_computed_metric_unless_allowed(tmp_path, no_hub_m
     assert meta["allow_missing_metrics"] is True and meta["not_computed"] == ["css"]
 
     # the leaderboard: missing, unranked, labelled; never 0
-    from leaderboards import tables as T
-    from leaderboards.data import load_runs
+    from bench.leaderboards import tables as T
+    from bench.leaderboards.data import load_runs
 
     loaded = load_runs(board)
     assert not loaded.problems and len(loaded.runs) == 1

@@ -19,8 +19,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from bench.publish import publish
-from leaderboards import data as D
-from leaderboards import tables as T
+from bench.leaderboards import data as D
+from bench.leaderboards import tables as T
 from results_fixtures import make_run
 
 APP = Path(__file__).resolve().parents[1] / "leaderboards" / "app.py"
@@ -502,7 +502,7 @@ def test_hostile_gallery_paths_are_not_opened(hostile: Path) -> None:
 
 
 def test_md_escape() -> None:
-    from leaderboards.ui import md_escape
+    from bench.leaderboards.ui import md_escape
 
     assert md_escape("<script>") == "\\<script\\>"
     assert md_escape("[a](b)") == "\\[a\\]\\(b\\)"

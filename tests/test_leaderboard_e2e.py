@@ -125,7 +125,7 @@ class Browser:
 def results(tmp_path: Path) -> tuple[Path, list[str]]:
     given = os.environ.get("BENCH_E2E_RESULTS")
     if given:
-        from leaderboards.data import load_runs
+        from bench.leaderboards.data import load_runs
 
         runs = load_runs(given).runs
         assert runs, f"BENCH_E2E_RESULTS={given} holds no valid run"

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters._util import AdapterLoadError
-from adapters.openai_chat import OpenAIChatAdapter
+from bench.adapters._util import AdapterLoadError
+from bench.adapters.openai_chat import OpenAIChatAdapter
 from bench.errors import BenchError
 from bench.types import ModelInput
 

@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-import perturbations as P
+import bench.perturbations as P
 from bench.cli import main as bench_main
 from bench.conditions import Condition
 from bench.errors import UnknownNameError
 from bench.imageio import decode_image
 from bench.registry import PERTURBATIONS
-from perturbations.blur import kernel_for_sigma, opencv_sigma_for_kernel
-from perturbations.jpeg import encode_jpeg
-from perturbations.resize import downscaled_size
+from bench.perturbations.blur import kernel_for_sigma, opencv_sigma_for_kernel
+from bench.perturbations.jpeg import encode_jpeg
+from bench.perturbations.resize import downscaled_size
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -236,7 +236,7 @@ _CHILD = textwrap.dedent(
     import hashlib, json, sys
     import numpy as np
     from bench.conditions import Condition
-    from perturbations import apply_condition
+    from bench.perturbations import apply_condition
     img = np.full((64, 48, 3), 128, np.uint8); img[:, ::2] = 60
     out = {}
     for seed, sid, key in json.loads(sys.argv[1]):

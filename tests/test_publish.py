@@ -235,7 +235,7 @@ def test_copy_failure_leaves_nothing(run_dir: Path, tmp_path: Path, monkeypatch)
 
 
 def test_leaderboard_reads_what_publish_accepts(tmp_path: Path) -> None:
-    from leaderboards.data import load_runs
+    from bench.leaderboards.data import load_runs
 
     results = tmp_path / "results"
     P.publish(make_run(tmp_path / "a", fingerprint=FP), results)

@@ -1,4 +1,4 @@
-"""The checkout import context (:class:`adapters._util.RepoImports`) and HiFi-Net's scoped
+"""The checkout import context (:class:`bench.adapters._util.RepoImports`) and HiFi-Net's scoped
 ``np.int`` alias: two checkouts with the same top-level package names, used one after another
 and nested, never see each other's modules, and nothing of them stays behind."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters._util import RepoImports, repo_imports
-from adapters.hifinet import numpy_int_alias
+from bench.adapters._util import RepoImports, repo_imports
+from bench.adapters.hifinet import numpy_int_alias
 
 
 def _checkout(root: Path, tag: str) -> Path:

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from adapters import template_explainer as te
+from bench.adapters import template_explainer as te
 from bench.registry import ADAPTERS
 from bench.types import ModelInput
 
@@ -143,7 +143,7 @@ def test_floor_above_empty_with_oracle_maps(tmp_path, monkeypatch):
     assert tmpl > boilerplate + 0.05 > 0.05, (tmpl, boilerplate, texts[:2])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("adapters.forensic") is None, reason="adapters.forensic not written yet")
+@pytest.mark.skipif(importlib.util.find_spec("bench.adapters.forensic") is None, reason="bench.adapters.forensic not written yet")
 def test_floor_above_empty_with_real_forensic_maps(tmp_path):
     from bench.datasets.demo import DemoDataset
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters._util import AdapterLoadError
-from adapters.legion import FIXED_COMMIT, INFER_SCRIPT, LegionAdapter
+from bench.adapters._util import AdapterLoadError
+from bench.adapters.legion import FIXED_COMMIT, INFER_SCRIPT, LegionAdapter
 from bench.types import ModelInput
 
 REPO_ENV = "BENCH_LEGION_REPO"
@@ -186,7 +186,7 @@ def test_standin_runs_the_real_parser(legion_repo, standin, weights, tmp_path):
         r = subprocess.run(base + extra, cwd=legion_repo, env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and expect in r.stderr, r.stderr
     # the sampler's rank comes from --local_rank, default -1: refused by torch as in the real run
-    from adapters.external import free_port
+    from bench.adapters.external import free_port
 
     env["MASTER_PORT"] = str(free_port())
     r = subprocess.run(base, cwd=legion_repo, env={**env, "CUDA_VISIBLE_DEVICES": "0"}, capture_output=True,

@@ -22,8 +22,8 @@ import pytest
 import torch
 from PIL import Image
 
-from adapters._util import AdapterLoadError, torchscript_devices
-from adapters.pal4vst import Pal4vstAdapter, check_traced_device, pal4vst_preprocess
+from bench.adapters._util import AdapterLoadError, torchscript_devices
+from bench.adapters.pal4vst import Pal4vstAdapter, check_traced_device, pal4vst_preprocess
 from bench.types import ModelInput
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")

@@ -243,7 +243,7 @@ def test_trufor_adapter_matches_official_trufor_test_py(trufor_case, trufor_adap
         assert score_diff <= 1e-6, f"{item.sample_id}: score {pred.score} vs official {float(ref['score'])}"
         conf_diff = abs(pred.extras["conf_mean"] - float(ref["conf"].mean()))
         assert conf_diff <= 1e-6
-        from adapters.trufor import decode_unit_map_png
+        from bench.adapters.trufor import decode_unit_map_png
 
         conf_png_diff = float(np.abs(decode_unit_map_png(pred.extras["conf_png"]) - ref["conf"]).max())
         assert conf_png_diff <= 1 / 510 + 1e-6
@@ -458,7 +458,7 @@ def hifinet_adapter(hifinet_case):
 
 
 def test_hifinet_adapter_matches_official_hifi_net_api(hifinet_case, hifinet_adapter):
-    from adapters.hifinet import hifinet_preprocess
+    from bench.adapters.hifinet import hifinet_preprocess
 
     a = hifinet_adapter
     items = _inputs(hifinet_case["images"])
@@ -513,7 +513,7 @@ def test_hifinet_bad_input_fails_only_its_sample(hifinet_case, hifinet_adapter):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_hifinet_without_cuda_is_a_one_line_load_error(hifinet_case):
-    from adapters._util import AdapterLoadError
+    from bench.adapters._util import AdapterLoadError
     from bench.registry import create_adapter
 
     a = create_adapter("hifinet", repo=str(hifinet_case["repo"]))

@@ -13,9 +13,9 @@ from bench.errors import BenchError
 
 def app_path() -> Path:
     """The Streamlit entry script (``leaderboards/app.py``)."""
-    import leaderboards
+    import bench.leaderboards
 
-    return Path(leaderboards.__file__).resolve().parent / "app.py"
+    return Path(bench.leaderboards.__file__).resolve().parent / "app.py"
 
 
 def streamlit_argv(results: Path, port: int | None = None, headless: bool = False,

@@ -2,7 +2,7 @@
 model saw under one condition, losslessly.
 
 The image is decoded as a run decodes it (``bench.imageio.decode_image``) and perturbed with
-``perturbations.apply_condition`` with the run's seeding: the random stream comes from
+``bench.perturbations.apply_condition`` with the run's seeding: the random stream comes from
 (--seed, --sample-id, condition key). ``--seed`` defaults to 0 (the built-in suites' seed);
 ``--sample-id`` defaults to the image's file name — pass the sample id a run recorded
 (``samples.parquet``) to reproduce that run's noise exactly. ``--condition`` takes a whole
@@ -43,7 +43,7 @@ def _condition(args: argparse.Namespace) -> Condition:
 
 def run(args: argparse.Namespace) -> int:
     from bench.imageio import decode_image, write_png
-    from perturbations import apply_condition, canonical_condition
+    from bench.perturbations import apply_condition, canonical_condition
 
     out = Path(args.out)
     if out.is_dir():

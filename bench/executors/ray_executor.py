@@ -26,8 +26,9 @@ from bench.types import Sample
 def _ensure_ray(address: str | None, num_cpus: int | None):
     try:
         import ray
-    except ImportError as exc:  # pragma: no cover - ray is a dependency
-        raise BenchError("the Ray executor needs `pip install 'ray[default]'`") from exc
+    except ImportError:
+        raise BenchError("--executor ray needs Ray, an optional dependency: "
+                         "pip install 'synth-artifact-bench[ray]' (or 'ray[default]')") from None
     if not ray.is_initialized():
         if address:
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from leaderboards import data as D
-from leaderboards import tables as T
-from leaderboards import ui
+from bench.leaderboards import data as D
+from bench.leaderboards import tables as T
+from bench.leaderboards import ui
 
 st.title("Protocol")
 

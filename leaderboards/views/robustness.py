@@ -6,8 +6,8 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
-from leaderboards import tables as T
-from leaderboards import ui
+from bench.leaderboards import tables as T
+from bench.leaderboards import ui
 
 st.title("Robustness")
 loaded = ui.load()

@@ -11,9 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from bench.overlay import overlay_gt, overlay_prediction
-from leaderboards import data as D
-from leaderboards import tables as T
-from leaderboards import ui
+from bench.leaderboards import data as D
+from bench.leaderboards import tables as T
+from bench.leaderboards import ui
 
 METRIC_COLUMNS = ("miou", "f1", "iou_fg", "fp_area", "rouge_l", "css", "score")
 #: per-sample metrics shown x100 like the leaderboard; ``score`` stays a probability in [0, 1]
