@@ -38,10 +38,6 @@ def failed_prediction(message: str, **extras: Any) -> Prediction:
     return Prediction(extras={"error": str(message), **extras})
 
 
-def is_failed(pred: Prediction) -> bool:
-    return bool(pred.extras.get("error"))
-
-
 def error_line(exc: BaseException, limit: int = 400) -> str:
     """``"<Type>: <message>"`` on one line (whitespace collapsed, cut at ``limit`` characters):
     what a failed sample records."""

@@ -536,7 +536,7 @@ class _Scheduler:
         return [first] + ([rest] if rest else [])
 
 
-@register_adapter("external")
+@register_adapter
 class GenericExternalAdapter(ExternalAdapter):
     """Any command that reads a folder of PNGs and writes a prediction folder.
 

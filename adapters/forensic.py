@@ -215,7 +215,7 @@ class _HeatmapDetector(Adapter):
         return out
 
 
-@register_adapter("ela")
+@register_adapter
 class ELA(_HeatmapDetector):
     """Error-level analysis: luminance re-saved as JPEG, local error level vs the image's median."""
 
@@ -230,7 +230,7 @@ class ELA(_HeatmapDetector):
         return ela_map(image, **params)
 
 
-@register_adapter("noise")
+@register_adapter
 class NoiseInconsistency(_HeatmapDetector):
     """Local noise level (MAD of a high-pass residual per tile) vs the image's global level."""
 

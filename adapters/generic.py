@@ -57,7 +57,7 @@ def _score_from(heatmap: np.ndarray | None, mask: np.ndarray | None, rule: str |
 # ==========================================================================================
 # Hugging Face semantic segmentation
 # ==========================================================================================
-@register_adapter("hf-segmentation")
+@register_adapter
 class HFSegmentationAdapter(Adapter):
     """A local Hugging Face semantic-segmentation checkpoint (e.g. a fine-tuned SegFormer).
 
@@ -160,7 +160,7 @@ def load_any_state_dict(path: Path, *, allow_pickle: bool, what: str) -> dict[st
     return strip_prefix(sd)
 
 
-@register_adapter("timm-classifier")
+@register_adapter
 class TimmClassifierAdapter(Adapter):
     """A timm image classifier fine-tuned for real/fake: score = softmax[fake_index].
 
@@ -419,7 +419,7 @@ class _SegFileAdapter(Adapter):
         return outs
 
 
-@register_adapter("torchscript-seg")
+@register_adapter
 class TorchScriptSegAdapter(_SegFileAdapter):
     """A TorchScript segmentation model (``torch.jit.load``) with a declared preprocessing."""
 
@@ -448,7 +448,7 @@ class TorchScriptSegAdapter(_SegFileAdapter):
         return y.detach().float().cpu().numpy() if y.is_floating_point() else y.detach().cpu().numpy()
 
 
-@register_adapter("onnx-seg")
+@register_adapter
 class OnnxSegAdapter(_SegFileAdapter):
     """An ONNX segmentation model (onnxruntime) with a declared preprocessing. Config
     ``providers`` (default: CUDA when the device is CUDA and available, else CPU), ``threads``."""

@@ -117,7 +117,7 @@ def hifinet_outputs(dist: np.ndarray, cls_logits: np.ndarray, height: int, width
     return mask, float(min(1.0, max(0.0, 1.0 - p[0])))
 
 
-@register_adapter("hifinet")
+@register_adapter
 class HifiNetAdapter(Adapter):
     """HiFi-Net's official general API from the user's checkout (hard mask + detection score)."""
 

@@ -33,7 +33,7 @@ What the official ``scripts/loc_exp/infer.py`` (github opendatalab/LEGION, at or
   generation keys of its ``config.json``, else transformers' defaults), as transformers 4.28's
   ``generate`` does. Those settings are read from the weights folder and recorded in the
   config's ``generation`` (with ``from``: the file they came from); a checkpoint that samples
-  makes the adapter non-deterministic. Text cleaning: see PROTOCOL §2.
+  makes the adapter non-deterministic. Text cleaning: see docs/protocol.md §2.
 - Output: ``<out>/<image file name>/mask.png`` (0/255: union of the [SEG] mask logits > 0, at
   the image's size) and ``<out>/<image file name>/explanation.json`` =
   ``{"<image_dir>/<file name>": "<cleaned text>"}``.
@@ -212,7 +212,7 @@ def check_infer_script(repo: Path) -> None:
                                f"use a checkout at or after commit {FIXED_COMMIT} (git -C {repo} pull)")
 
 
-@register_adapter("legion")
+@register_adapter
 class LegionAdapter(ExternalAdapter):
     """LEGION's official ``scripts/loc_exp/infer.py``, run in LEGION's own environment."""
 

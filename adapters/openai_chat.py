@@ -82,7 +82,7 @@ def message_text(reply: dict[str, Any]) -> str:
     return content.strip()
 
 
-@register_adapter("openai-chat")
+@register_adapter
 class OpenAIChatAdapter(Adapter):
     """Explanations from an OpenAI-compatible chat-completions API (see the module doc)."""
 

@@ -116,7 +116,7 @@ def check_traced_device(model: Any, device: str, path: Any = "TorchScript file",
     )
 
 
-@register_adapter("pal4vst")
+@register_adapter
 class Pal4vstAdapter(Adapter):
     """PAL4VST TorchScript ``end2end.pt``: hard artifact mask."""
 

@@ -27,7 +27,7 @@ from bench.errors import BenchError, SampleError
 from bench.types import Adapter, ModelInput, Prediction
 
 
-@register_adapter("predictions")
+@register_adapter
 class PredictionsAdapter(Adapter):
     """Precomputed predictions from a folder (``legion`` or ``native`` layout)."""
 

@@ -24,7 +24,7 @@ from bench.types import Adapter, ModelInput, Prediction
 _TASKS = frozenset({"detect", "localize"})
 
 
-@register_adapter("empty")
+@register_adapter
 class Empty(Adapter):
     """All-False mask, score 0.0."""
 
@@ -39,7 +39,7 @@ class Empty(Adapter):
         return [Prediction(mask=np.zeros(item.image.shape[:2], dtype=bool), score=0.0) for item in batch]
 
 
-@register_adapter("full")
+@register_adapter
 class Full(Adapter):
     """All-True mask, score 1.0."""
 
@@ -64,7 +64,7 @@ def random_generator(seed: int, sample_id: str, condition: str) -> np.random.Gen
     return np.random.default_rng(int.from_bytes(digest[:16], "big"))
 
 
-@register_adapter("random")
+@register_adapter
 class Random(Adapter):
     """Uniform random heatmap and score, seeded per (seed, sample id, condition)."""
 

@@ -123,7 +123,7 @@ def describe(regions: Sequence[FoundRegion]) -> str:
             f"To elaborate, I have found the following artifacts. " + "".join(parts))
 
 
-@register_adapter("template")
+@register_adapter
 class TemplateExplainer(Adapter):
     """Forensic heatmap (noise / ELA) turned into a templated explanation: the explanation floor."""
 

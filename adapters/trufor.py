@@ -96,7 +96,7 @@ def decode_unit_map_png(text: str) -> np.ndarray:
         return np.asarray(img, dtype=np.float32) / 255.0
 
 
-@register_adapter("trufor")
+@register_adapter
 class TruForAdapter(Adapter):
     """TruFor's official test code from the user's checkout: heatmap, score, confidence."""
 

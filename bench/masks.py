@@ -1,4 +1,4 @@
-"""Ground-truth rasterisation rules, exactly as LEGION builds its masks (PROTOCOL.md §4, §8).
+"""Ground-truth rasterisation rules, exactly as LEGION builds its masks (docs/protocol.md §4, §8).
 
 All masks are bool H x W at the original image resolution, True = artifact pixel.
 Coordinates are pixels, x to the right, y down, origin at the top-left pixel's corner.
@@ -159,9 +159,3 @@ def heatmap_to_mask(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
     return binary.astype(bool)
 
 
-def resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A soft 0-255 heatmap resized to (height, width) with nearest neighbour, as float32 in [0,1]."""
-    arr = np.asarray(heatmap, dtype=np.float32) / 255.0
-    if arr.shape != (height, width):
-        arr = cv2.resize(arr, (width, height), interpolation=cv2.INTER_NEAREST)
-    return arr

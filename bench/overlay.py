@@ -25,14 +25,6 @@ FP_COLOR: RGB = (213, 94, 0)       # vermillion
 FN_COLOR: RGB = (0, 114, 178)      # blue
 DEFAULT_ALPHA = 0.5
 
-LEGEND = {
-    "ground truth": GT_COLOR,
-    "true positive (predicted and annotated)": TP_COLOR,
-    "false positive (predicted, not annotated)": FP_COLOR,
-    "false negative (annotated, missed)": FN_COLOR,
-}
-
-
 def _check(image: np.ndarray, *masks: np.ndarray | None) -> np.ndarray:
     img = np.asarray(image)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:

@@ -79,10 +79,8 @@ def print_summary(results: Sequence[dict[str, Any]], console: Console | None = N
         return
     console.print(summary_table(results))
     if any(len(r["conditions"]) > 1 for r in results):
-        try:
-            from bench.perturbations.robustness import format_robustness_table
-        except ImportError:
-            return
+        from bench.perturbations.robustness import format_robustness_table
+
         for r in results:
             if r.get("robustness"):
                 console.print(f"\nrobustness of {r['adapter']['name']}:")

@@ -170,11 +170,9 @@ def open_dataset(suite: Suite, opts: RunOptions) -> Dataset:
         )
     options = dict(suite.dataset_options)
     ds = create_dataset(suite.dataset, data_root=opts.data_root, split=opts.split or suite.split, **options)
-    try:
-        from bench.datasets.verify import check_data_available
-    except ImportError:
-        check_data_available = None
-    if check_data_available is not None and opts.data_root is not None:
+    from bench.datasets.verify import check_data_available
+
+    if opts.data_root is not None:
         check_data_available(suite.dataset, opts.data_root, opts.split or suite.split, dataset=ds, **options)
     return ds
 
@@ -340,12 +338,9 @@ def build_results(*, suite: Suite, dataset: Dataset, n_samples: int, adapter, co
         except Exception:  # recorded as unknown rather than failing the write
             protocol["css_model_info"] = None
     provenance: dict[str, Any] = {"seed": suite.seed}
-    try:
-        from bench.perturbations import perturbation_provenance
+    from bench.perturbations import perturbation_provenance
 
-        provenance.update(perturbation_provenance())
-    except ImportError:
-        pass
+    provenance.update(perturbation_provenance())
     conds_out = []
     for c in conditions:
         agg = per_condition.get(c.key, {"n": 0, "n_failed": 0, "metrics": {}})
@@ -370,14 +365,11 @@ def build_results(*, suite: Suite, dataset: Dataset, n_samples: int, adapter, co
         "timing": timing,
         "command": opts.command if opts else None,
     }
-    try:
-        from bench.perturbations.robustness import robustness_summary
+    from bench.perturbations.robustness import robustness_summary
 
-        if len(conditions) > 1:
-            result["robustness"] = robustness_summary(
-                {c["key"]: {m: v["value"] for m, v in c["metrics"].items()} for c in conds_out})
-    except ImportError:
-        pass
+    if len(conditions) > 1:
+        result["robustness"] = robustness_summary(
+            {c["key"]: {m: v["value"] for m, v in c["metrics"].items()} for c in conds_out})
     return result
 
 

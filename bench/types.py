@@ -22,7 +22,6 @@ from bench.errors import SampleError
 from bench.imageio import decode_image
 
 FAKE, REAL = 1, 0
-Task = Literal["detect", "localize", "explain"]
 MaskRule = Literal["polygon", "box_inclusive", "heatmap", "file", "none"]
 
 

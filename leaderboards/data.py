@@ -30,7 +30,7 @@ from bench.publish import (
 
 #: Thumbnails larger than this many bytes are not decoded.
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
-#: Thumbnails are at most this many pixels on the longest side (DESIGN: <= 384); a little slack.
+#: Thumbnails are at most this many pixels on the longest side (bench/gallery.py: THUMB = 384); a little slack.
 MAX_THUMB_SIDE = 1024
 
 

@@ -1,6 +1,6 @@
 """Additive Gaussian noise: ``gaussian_noise(sigma)``, sigma on the [0,1] intensity scale.
 
-Definition (PROTOCOL.md §3, LEGION and ImageNet-C alike): y = clip(x/255 + N(0, sigma), 0, 1),
+Definition (docs/protocol.md §3, LEGION and ImageNet-C alike): y = clip(x/255 + N(0, sigma), 0, 1),
 then back to uint8. Choices pinned here:
 
 - Noise is drawn independently per pixel and channel, as ``rng.standard_normal((H, W, 3),

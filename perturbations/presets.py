@@ -1,6 +1,6 @@
 """Named grids of conditions (``bench run --perturb NAME``, suite key ``perturb: NAME``).
 
-- ``legion`` (LEGION ICCV 2025, appendix Table 10; PROTOCOL.md §3), 10 conditions:
+- ``legion`` (LEGION ICCV 2025, appendix Table 10; docs/protocol.md §3), 10 conditions:
   clean; jpeg quality 50/35/20; gaussian_noise sigma 0.1/0.2/0.3; gaussian_blur kernel 5/9/15.
 - ``imagenet-c`` (Hendrycks & Dietterich; values of the ``imagecorruptions`` package),
   16 conditions: clean; severities 1..5 of gaussian_noise sigma .08/.12/.18/.26/.38,

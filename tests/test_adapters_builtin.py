@@ -57,7 +57,7 @@ def test_empty_and_full_exact(h, w):
     assert pf.mask.dtype == bool and pf.mask.shape == (h, w) and pf.mask.all() and pf.score == 1.0
     for p in (pe, pf):
         p.validate(h, w, {"detect", "localize"}, "x")
-    # scored exactly as PROTOCOL.md's sanity values say: empty F1 = 0, full F1 = 2a/(1+a)
+    # scored exactly as docs/protocol.md §1's sanity values say: empty F1 = 0, full F1 = 2a/(1+a)
     gt = np.zeros((h, w), bool)
     gt[: h // 3, : w // 2] = True
     a = gt.mean()

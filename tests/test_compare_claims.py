@@ -285,7 +285,7 @@ def test_shipped_legion_claims_file():
     keys = {c.key for c in preset_conditions("legion")}
     assert {c.condition for c in absolute} == keys
     table = {(c.method, c.condition, c.metric): c.value for c in absolute}
-    # spot checks typed from PROTOCOL.md section 3 (paper Table 10)
+    # spot checks typed from docs/protocol.md §6 (paper Table 10)
     assert table[("PAL4VST", "clean", "miou")] == 56.10 and table[("LEGION", "clean", "f1")] == 36.96
     assert table[("LEGION", "gaussian_noise(sigma=0.3)", "f1")] == 32.12
     assert table[("PAL4VST", "gaussian_blur(kernel=15)", "miou")] == 53.24

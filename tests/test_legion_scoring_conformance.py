@@ -3,12 +3,12 @@ image border, duplicate records, and the per-image metrics and their means.
 
 Three references:
 
-- hand-worked pixels for LEGION's ``generate_mask`` / ``generate_loki_mask`` rules (PROTOCOL.md
-  §8) on out-of-border cases, derived in the comments;
-- ``protocol``: the rules of PROTOCOL.md §8, written here (SynthScars: float32 -> int32 ->
-  ``cv2.fillPoly``, over EVERY record naming the image: the ``break`` in LEGION's
-  ``generate_mask`` only leaves the loop over one record's keys, so it is no first match as §8
-  says; LOKI: the first record naming the image, clamped corners ->
+- hand-worked pixels for LEGION's ``generate_mask`` / ``generate_loki_mask`` rules
+  (docs/protocol.md §8) on out-of-border cases, derived in the comments;
+- ``protocol``: the rules of docs/protocol.md §4 and §8, written here (SynthScars: float32 ->
+  int32 -> ``cv2.fillPoly``, over EVERY record naming the image: the ``break`` in LEGION's
+  ``generate_mask`` only leaves the loop over one record's keys, so it is no first match;
+  LOKI: the first record naming the image, clamped corners ->
   ``cv2.rectangle(thickness=-1)``) and the §1 metric formulas;
 - ``legion``: LEGION's real functions, from the checkout named by the environment variable
   ``BENCH_LEGION_EVAL_REPO`` (a folder holding its first commit's ``evaluate_ours.py`` and
@@ -76,7 +76,7 @@ def load_legion_functions(root: Path) -> dict[str, Callable]:
 
 
 class ProtocolReference:
-    """PROTOCOL.md §8's mask rules and §1's metrics, written out here (independent of bench)."""
+    """docs/protocol.md §8's mask rules and §1's metrics, written out here (independent of bench)."""
 
     name = "protocol"
 

@@ -110,7 +110,7 @@ def test_real_file_cleaning_removes_every_boilerplate(real_root):
     raw = raw_records(shared_real_file(REAL_NAME))
     glob = [g["desc"] for r in raw for g in r["problems"]["global"]]
     regional = [x["desc"] for r in raw for x in r["problems"]["regional"]]
-    # PROTOCOL.md: 93 of 229 global and 112 regional descriptions carry the chatter.
+    # docs/protocol.md §4: 93 of 229 global and 112 regional descriptions carry the chatter.
     assert sum(bool(BOILERPLATE.search(t)) for t in glob) == 93
     assert sum(bool(BOILERPLATE.search(t)) for t in regional) == 112
     for t in glob + regional:

@@ -1,6 +1,6 @@
 """Localization metrics (bench/metrics/localization.py) against sklearn and hand-worked cases.
 
-PROTOCOL.md §1: IoU_c = |P==c & G==c| / (|P==c | G==c| + 1e-6); miou = (IoU_0 + IoU_1) / 2;
+docs/protocol.md §1: IoU_c = |P==c & G==c| / (|P==c | G==c| + 1e-6); miou = (IoU_0 + IoU_1) / 2;
 iou_fg = IoU_1; F1 over artifact pixels, 1.0 when TP = FP = FN = 0, 0.0 when P + R = 0.
 sklearn's jaccard has no 1e-6, so it is compared within the size of that term (<= 1e-6 / union),
 and exactly after adding it back from sklearn's own confusion matrix.
@@ -160,7 +160,7 @@ def test_prediction_on_empty_truth_scores_zero_f1():
 
 @pytest.mark.parametrize("area", [1, 16, 400, 4999, 9999])
 def test_sanity_values_from_protocol(area):
-    # PROTOCOL.md §1: empty prediction -> mIoU = (1 - a)/2, F1 = 0;
+    # docs/protocol.md §1: empty prediction -> mIoU = (1 - a)/2, F1 = 0;
     # all-artifact prediction -> mIoU about a/2 and F1 = 2a/(1 + a)
     n = 100 * 100
     gt = np.zeros(n, bool)

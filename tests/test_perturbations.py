@@ -204,7 +204,7 @@ def test_noise_is_clipped_at_sigma_0_3():
     grey = np.full((512, 512, 3), 128, np.uint8)
     diff = _noise(grey, 0.3).astype(np.float64) - 128
     expected = _clipped_rounded_std(128, 0.3 * 255)
-    assert 69 < expected < 71  # PROTOCOL.md: about 70, not 76.5
+    assert 69 < expected < 71  # docs/protocol.md §3: about 70, not 76.5
     assert abs(diff.std() - expected) < 0.4  # se of the std ~0.06 here
     assert diff.std() < 0.3 * 255 - 5
 

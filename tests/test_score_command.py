@@ -1,5 +1,5 @@
 """`bench score` on prediction folders in LEGION's and the native layout: numbers equal the
-PROTOCOL.md formulas computed independently here, to 1e-9; missing or bad predictions fail
+docs/protocol.md formulas computed independently here, to 1e-9; missing or bad predictions fail
 the sample with a message naming the file."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def write_synthscars(root: Path, n: int, rng: np.random.Generator) -> dict[str, 
 
 
 def protocol_metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
-    """PROTOCOL.md §1 written out directly: (miou, f1, iou_fg)."""
+    """docs/protocol.md §1 written out directly: (miou, f1, iou_fg)."""
     ious = []
     for c in (False, True):
         inter = np.logical_and(pred == c, gt == c).sum()

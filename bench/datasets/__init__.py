@@ -2,11 +2,5 @@
 
 from __future__ import annotations
 
-from bench.datasets import demo, synthscars  # noqa: F401  (register on import)
-
-for _optional in ("loki", "richhf", "manifest"):
-    try:
-        __import__(f"bench.datasets.{_optional}")
-    except ModuleNotFoundError as exc:  # module not written yet / optional dependency missing
-        if exc.name != f"bench.datasets.{_optional}":
-            raise
+# Register on import; a loader that fails to import is an error, never silently absent.
+from bench.datasets import demo, loki, manifest, richhf, synthscars  # noqa: F401

@@ -20,7 +20,7 @@ What it is
     Real images go through the same pipeline with no artifact (label ``real``, no refs).
     Every image is finally saved as PNG or JPEG (mixed, like the SynthScars release).
 
-On disk (the SynthScars layout, PROTOCOL.md §4)::
+On disk (the SynthScars layout, docs/protocol.md §4)::
 
     <root>/SynthScars/test/images/img_0000.png ...
     <root>/SynthScars/test/annotations/test.json   # [{"<annotation id>": record}, ...]
@@ -686,7 +686,7 @@ def ensure_demo(seed: int = 0, n_fake: int = DEFAULT_N_FAKE, n_real: int = DEFAU
                          seed, n_fake, n_real)
 
 
-@register_dataset("demo")
+@register_dataset
 class DemoDataset(SynthScars):
     """Generated demo data (SynthScars format, fake + real images), loaded by the SynthScars loader.
 

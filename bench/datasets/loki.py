@@ -1,4 +1,4 @@
-"""LOKI loader: the image open-ended VQA annotations with artifact boxes (PROTOCOL.md §4).
+"""LOKI loader: the image open-ended VQA annotations with artifact boxes (docs/protocol.md §4).
 
 Layout (``data_root``)::
 
@@ -68,7 +68,7 @@ class RecordError(ValueError):
     """One LOKI record is malformed (becomes ``Sample.error``)."""
 
 
-@register_dataset("loki")
+@register_dataset
 class Loki(Dataset):
     """LOKI (ICLR 2025) image open-ended VQA: synthetic images with artifact boxes and
     machine-translated explanations."""

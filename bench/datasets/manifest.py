@@ -56,7 +56,7 @@ def parse_label(value: Any) -> int:
     raise LineError(f"'label' is {value!r}; expected \"fake\", \"real\", 1 or 0")
 
 
-@register_dataset("manifest")
+@register_dataset
 class Manifest(Dataset):
     """Your own data: a JSONL manifest of images, labels, masks / polygons / boxes and texts."""
 

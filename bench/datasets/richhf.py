@@ -1,4 +1,4 @@
-"""RichHF-18K loader: human artifact heatmaps on Pick-a-Pic images (PROTOCOL.md §4).
+"""RichHF-18K loader: human artifact heatmaps on Pick-a-Pic images (docs/protocol.md §4).
 
 Layout (``data_root``)::
 
@@ -188,7 +188,7 @@ def decode_heatmap(data: bytes) -> np.ndarray:
     return arr.copy()
 
 
-@register_dataset("richhf")
+@register_dataset
 class RichHF(Dataset):
     """RichHF-18K (CVPR 2024): human artifact heatmaps on Pick-a-Pic v1 images."""
 

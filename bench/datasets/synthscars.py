@@ -1,4 +1,4 @@
-"""SynthScars loader: the released on-disk format (PROTOCOL.md §4).
+"""SynthScars loader: the released on-disk format (docs/protocol.md §4).
 
 Layout (``data_root`` names the ``SynthScars`` folder; its parent, holding ``SynthScars/``,
 is accepted too)::
@@ -69,7 +69,7 @@ class RecordError(ValueError):
     """One annotation record is malformed (becomes ``Sample.error``)."""
 
 
-@register_dataset("synthscars")
+@register_dataset
 class SynthScars(Dataset):
     """SynthScars (LEGION, ICCV 2025): fully synthetic images with polygon artifact
     annotations, location phrases and explanations."""

@@ -79,9 +79,5 @@ def select_metrics(spec: str | Iterable[str], default: Iterable[str] = ()) -> li
 
 
 # Built-in metric modules register on import.
-from bench.metrics import detection, localization  # noqa: E402,F401
-
-try:  # explanation metrics need optional text dependencies
-    from bench.metrics import explanation  # noqa: F401
-except ImportError:  # pragma: no cover - exercised only without the text extras
-    pass
+# (explanation's model libraries are imported when a metric first needs them.)
+from bench.metrics import detection, explanation, localization  # noqa: E402,F401

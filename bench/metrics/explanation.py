@@ -1,4 +1,4 @@
-"""Explanation metrics: ROUGE-L and CSS (PROTOCOL.md §2), per sample, fractions in [0, 1].
+"""Explanation metrics: ROUGE-L and CSS (docs/protocol.md §2), per sample, fractions in [0, 1].
 
 Both are ``text`` metrics: ``fn(preds, refs, protocol) -> float64 array`` (one value per
 sample, same order). Conventions shared by both:

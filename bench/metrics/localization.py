@@ -1,4 +1,4 @@
-"""Localization metrics, exactly LEGION's protocol (PROTOCOL.md §1).
+"""Localization metrics, exactly LEGION's protocol (docs/protocol.md §1).
 
 Per image, P = predicted binary mask, G = ground truth, same H x W at the original resolution:
 

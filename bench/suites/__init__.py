@@ -28,8 +28,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.registry import SUITES
 from bench.validate import InputError, check_schema, load_yaml_file
 
@@ -111,10 +109,7 @@ def get_suite(name_or_path: str) -> Suite:
         if not p.exists():
             raise InputError(f"--suite {p}: no such suite file (built-in suites: {', '.join(SUITES.names())})")
         return Suite.from_yaml(p)
-    obj = SUITES.get(name_or_path)
-    if isinstance(obj, (str, Path)):
-        return Suite.from_yaml(obj)
-    return obj
+    return SUITES.get(name_or_path)  # always a Suite (a plugin's YAML path is read when loaded)
 
 
 _register_builtin()

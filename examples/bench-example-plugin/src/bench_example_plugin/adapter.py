@@ -34,6 +34,7 @@ class HighPassAdapter(Adapter):
     tasks = frozenset({"detect", "localize"})
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 16, "num_gpus": 0, "gpu_memory_gb": 0}
     summary = "example plugin: high-frequency energy heatmap (training-free)"
+    config_keys: ClassVar[frozenset[str]] = frozenset({"radius"})
 
     def __init__(self, **config: Any):
         config.setdefault("radius", 2.0)
