@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
+from bench.paths import write_atomic
 from bench.types import Prediction, sha256_file
 
 log = logging.getLogger(__name__)
@@ -119,9 +120,7 @@ def sha256_path(path: Path | str) -> str:
             except (OSError, ValueError):
                 disk = {}
             disk[key] = digest
-            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(disk))
-            os.replace(tmp, cache)
+            write_atomic(cache, json.dumps(disk))
         except OSError as exc:  # a read-only cache only costs a re-hash next time
             log.debug("cannot write %s: %s", cache, exc)
     return digest

@@ -5,7 +5,9 @@ checks what the runner relies on: one Prediction per input in order, outputs at 
 size, mask bool / heatmap float32 in [0, 1] / score in [0, 1], no NaN, outputs for every
 declared task, explanation text, the same result twice (deterministic adapters), the same result
 for a reordered batch, a JSON-serialisable identity without secrets, and the time per image.
-Each check is PASS / FAIL / WARN / SKIP / INFO with a reason.
+Each check is PASS / FAIL / WARN / SKIP / INFO with a reason. The output rules are not written
+here: they are :meth:`bench.types.Prediction.problems` (the runner's own check), grouped into
+checks by :data:`OUTPUT_CHECKS`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from bench.errors import SampleError
 from bench.types import Adapter, ModelInput, Prediction
 
 PASS, FAIL, WARN, SKIP, INFO = "PASS", "FAIL", "WARN", "SKIP", "INFO"
@@ -206,20 +209,45 @@ def check_adapter(
         label = inputs_label or f"{len(inputs)} given inputs"
     name = adapter if isinstance(adapter, str) else getattr(adapter, "name", type(adapter).__name__)
     report = CheckReport(adapter=str(name), inputs=label, device=device)
+    built = _check_construct(report, adapter, config, factory)
+    if built is None:
+        return report
+    tasks, batch_size = _check_declared(report, built)
+    if not _check_load(report, built, device):
+        return report
+    batch = max(1, min(batch_size, len(inputs)))
+    first, elapsed = _check_predict(report, built, inputs, batch)
+    if first is None:
+        return report
+    _check_outputs(report, inputs, first, tasks)
+    deterministic = bool(getattr(built, "deterministic", True))
+    _check_determinism(report, built, inputs, first, batch, tolerance, deterministic)
+    _check_batch_order(report, built, inputs, first, batch, tolerance, deterministic)
+    _check_identity(report, built)
+    report.add("time per image", INFO, f"{1000 * elapsed / max(1, len(inputs)):.1f} ms "
+               f"(first call, {len(inputs)} images, device {device})")
+    return report
 
-    # construct
-    if isinstance(adapter, str):
-        try:
-            if factory is None:
-                from bench.registry import create_adapter as factory  # type: ignore[no-redef]
-            adapter = factory(adapter, **(config or {}))  # type: ignore[misc]
-        except Exception as exc:
-            report.add("construct", FAIL, f"{type(exc).__name__}: {exc}")
-            return report
-        report.add("construct", PASS, f"config {json.dumps(config or {}, default=str)}")
-    assert isinstance(adapter, Adapter) or hasattr(adapter, "predict")
 
-    # declared
+def _check_construct(report: CheckReport, adapter: Adapter | str, config: dict[str, Any] | None,
+                     factory: Callable[..., Adapter] | None) -> Adapter | None:
+    """An instance is used as given; a name is built with ``config`` ("construct")."""
+    if not isinstance(adapter, str):
+        return adapter
+    try:
+        if factory is None:
+            from bench.registry import create_adapter as factory  # type: ignore[no-redef]
+        built = factory(adapter, **(config or {}))  # type: ignore[misc]
+    except Exception as exc:
+        report.add("construct", FAIL, f"{type(exc).__name__}: {exc}")
+        return None
+    report.add("construct", PASS, f"config {json.dumps(config or {}, default=str)}")
+    return built
+
+
+def _check_declared(report: CheckReport, adapter: Adapter) -> tuple[set[str], int]:
+    """Known tasks, a positive int batch size, non-negative GPU needs ("declared"); returns the
+    tasks and the batch size to use (1 when the declared one is unusable)."""
     tasks = set(getattr(adapter, "tasks", ()) or ())
     req = getattr(adapter, "requirements", {}) or {}
     problems = []
@@ -237,140 +265,159 @@ def check_adapter(
     report.add("declared", FAIL if problems else PASS, "; ".join(problems) or
                f"tasks={','.join(sorted(tasks))} batch_size={bs} num_gpus={req.get('num_gpus', 0)} "
                f"gpu_memory_gb={req.get('gpu_memory_gb', 0)}")
+    return tasks, bs
 
-    # load
+
+def _check_load(report: CheckReport, adapter: Adapter, device: str) -> bool:
+    """``load(device)`` returns ("load"); False when it raised."""
     t0 = time.perf_counter()
     try:
         adapter.load(device)
     except Exception as exc:
         report.add("load", FAIL, f"{type(exc).__name__}: {exc}")
-        return report
+        return False
     report.add("load", PASS, f"{time.perf_counter() - t0:.2f} s")
+    return True
 
-    # predict
-    batch = max(1, min(bs, len(inputs)))
+
+def _check_predict(report: CheckReport, adapter: Adapter, inputs: Sequence[ModelInput],
+                   batch: int) -> tuple[list[Any] | None, float]:
+    """``predict`` runs on every input ("predict") and gives one output per input, in order
+    ("count and order"); returns the outputs (None when it raised) and the seconds taken."""
     t0 = time.perf_counter()
     try:
-        first, count_problems = _run_batches(adapter, inputs, batch)
+        outputs, count_problems = _run_batches(adapter, inputs, batch)
     except Exception as exc:
         tb = traceback.format_exc(limit=3).strip().splitlines()
         report.add("predict", FAIL, f"{type(exc).__name__}: {exc}\n" + "\n".join(tb[-3:]))
-        return report
+        return None, 0.0
     elapsed = time.perf_counter() - t0
     report.add("predict", PASS, f"{len(inputs)} inputs in batches of {batch}")
     report.add("count and order", FAIL if count_problems else PASS,
                "; ".join(count_problems) or "one output per input")
+    return outputs, elapsed
 
-    per_sample: dict[str, list[str]] = {k: [] for k in
-                                        ("types", "failed samples", "sizes", "dtypes", "ranges", "no NaN",
-                                         "task outputs", "explanation type", "contract")}
-    warnings: dict[str, list[str]] = {k: [] for k in per_sample}
-    for item, pred in zip(inputs, first):
-        sid, (h, w) = item.sample_id, item.image.shape[:2]
-        if not isinstance(pred, Prediction):
-            per_sample["types"].append(f"{sid}: got {type(pred).__name__}")
-            continue
-        if pred.extras.get("error"):
-            per_sample["failed samples"].append(f"{sid}: {str(pred.extras['error']).splitlines()[0][:200]}")
-            continue
-        for fld in ("mask", "heatmap"):
-            arr = getattr(pred, fld)
-            if arr is None:
-                continue
-            arr = np.asarray(arr)
-            if arr.shape != (h, w):
-                per_sample["sizes"].append(f"{sid}: {fld} is {arr.shape}, image is {(h, w)} (H x W)")
-            if fld == "mask" and arr.dtype != bool:
-                per_sample["dtypes"].append(f"{sid}: mask dtype {arr.dtype}, bool required")
-            if fld == "heatmap":
-                if not np.issubdtype(arr.dtype, np.floating):
-                    per_sample["dtypes"].append(f"{sid}: heatmap dtype {arr.dtype}, float32 required")
-                else:
-                    if arr.dtype != np.float32:
-                        warnings["dtypes"].append(f"{sid}: heatmap dtype {arr.dtype} (float32 expected)")
-                    if not np.all(np.isfinite(arr)):
-                        per_sample["no NaN"].append(f"{sid}: heatmap has {int(np.sum(~np.isfinite(arr)))} NaN/inf values")
-                    finite = arr[np.isfinite(arr)]
-                    if finite.size and (finite.min() < 0 or finite.max() > 1):
-                        per_sample["ranges"].append(f"{sid}: heatmap spans [{finite.min():.3g}, {finite.max():.3g}]")
-        if pred.score is not None:
-            s = pred.score
-            if isinstance(s, bool) or not isinstance(s, (int, float, np.floating)):
-                per_sample["dtypes"].append(f"{sid}: score is {type(s).__name__}")
-            elif not math.isfinite(float(s)):
-                per_sample["no NaN"].append(f"{sid}: score is {s}")
-            elif not 0 <= float(s) <= 1:
-                per_sample["ranges"].append(f"{sid}: score {s} outside [0, 1]")
-        if "localize" in tasks and pred.mask is None and pred.heatmap is None:
-            per_sample["task outputs"].append(f"{sid}: localize declared but no mask or heatmap")
-        if "detect" in tasks and pred.score is None:
-            per_sample["task outputs"].append(f"{sid}: detect declared but no score")
-        if "explain" in tasks and pred.explanation is None:
-            per_sample["task outputs"].append(f"{sid}: explain declared but no explanation")
-        if pred.explanation is not None:
-            if not isinstance(pred.explanation, str):
-                per_sample["explanation type"].append(f"{sid}: explanation is {type(pred.explanation).__name__}")
-            elif not pred.explanation.strip():
-                warnings["explanation type"].append(f"{sid}: explanation is empty")
-        try:
-            pred.validate(h, w, tasks, sid)
-        except Exception as exc:
-            per_sample["contract"].append(str(exc))
-    n_ok = len(first)
-    for key, probs in per_sample.items():
-        if probs:
-            more = f" (+{len(probs) - 3} more)" if len(probs) > 3 else ""
-            report.add(key, FAIL, "; ".join(probs[:3]) + more)
-        elif warnings[key]:
-            report.add(key, WARN, "; ".join(warnings[key][:3]))
+
+#: the per-output checks, in report order, and the :meth:`Prediction.problems` /
+#: :meth:`Prediction.advisories` rules each one reports. "types" (not a Prediction) and "failed
+#: samples" (``extras['error']``) are about the output as a whole; "contract" lists, per output,
+#: the message the runner would record (the first problem), and any rule not grouped here.
+OUTPUT_CHECKS: dict[str, tuple[str, ...]] = {
+    "types": (),
+    "failed samples": (),
+    "sizes": ("mask_size", "heatmap_size"),
+    "dtypes": ("mask_dtype", "heatmap_dtype", "score_type", "heatmap_float32"),
+    "ranges": ("heatmap_range", "score_range"),
+    "no NaN": ("heatmap_finite", "score_finite"),
+    "task outputs": ("localize_output", "detect_output", "explain_output"),
+    "explanation type": ("explanation_type", "explanation_empty"),
+    "contract": (),
+}
+_CHECK_OF_RULE = {rule: check for check, rules in OUTPUT_CHECKS.items() for rule in rules}
+
+
+def _check_outputs(report: CheckReport, inputs: Sequence[ModelInput], outputs: Sequence[Any],
+                   tasks: set[str]) -> None:
+    """Every output against the contract (:meth:`Prediction.problems`), one check per group of
+    rules (:data:`OUTPUT_CHECKS`): FAIL for problems, WARN for advisories, else PASS."""
+    fails: dict[str, list[str]] = {k: [] for k in OUTPUT_CHECKS}
+    warns: dict[str, list[str]] = {k: [] for k in OUTPUT_CHECKS}
+    for item, pred in zip(inputs, outputs):
+        _file_output(item, pred, tasks, fails, warns)
+    for key in OUTPUT_CHECKS:
+        if fails[key]:
+            more = f" (+{len(fails[key]) - 3} more)" if len(fails[key]) > 3 else ""
+            report.add(key, FAIL, "; ".join(fails[key][:3]) + more)
+        elif warns[key]:
+            report.add(key, WARN, "; ".join(warns[key][:3]))
         else:
-            report.add(key, PASS, f"{n_ok} outputs")
+            report.add(key, PASS, f"{len(outputs)} outputs")
 
-    # determinism and order
-    deterministic = bool(getattr(adapter, "deterministic", True))
+
+def _file_output(item: ModelInput, pred: Any, tasks: set[str], fails: dict[str, list[str]],
+                 warns: dict[str, list[str]]) -> None:
+    """File one output's problems and advisories under their checks."""
+    sid, (h, w) = item.sample_id, item.image.shape[:2]
+    if not isinstance(pred, Prediction):
+        fails["types"].append(f"{sid}: got {type(pred).__name__}")
+        return
+    if pred.extras.get("error"):
+        fails["failed samples"].append(f"{sid}: {str(pred.extras['error']).splitlines()[0][:200]}")
+        return
     try:
-        second, _ = _run_batches(adapter, inputs, batch)
-        diffs = [f"{i.sample_id}: {d}" for i, a, b in zip(inputs, first, second)
-                 if isinstance(a, Prediction) and isinstance(b, Prediction) and (d := _diff(a, b, tolerance))]
-        if diffs:
-            report.add("determinism", FAIL if deterministic else WARN,
-                       ("two calls on the same inputs differ: " if deterministic else
-                        "outputs differ between calls (adapter declares deterministic=False): ")
-                       + "; ".join(diffs[:3]))
-        else:
-            report.add("determinism", PASS, "two calls gave equal outputs")
-        rev_in = list(reversed(inputs))
-        rev_out, _ = _run_batches(adapter, rev_in, batch)
-        rev_out = list(reversed(rev_out))
-        diffs = [f"{i.sample_id}: {d}" for i, a, b in zip(inputs, first, rev_out)
-                 if isinstance(a, Prediction) and isinstance(b, Prediction) and (d := _diff(a, b, tolerance))]
-        if diffs:
-            report.add("batch order", FAIL if deterministic else WARN,
-                       "an input's output changes when the batch is reordered: " + "; ".join(diffs[:3]))
-        else:
-            report.add("batch order", PASS, "reordered batch gave the same output per input")
+        problems, notes = pred.problems(h, w, tasks), pred.advisories()
+    except Exception as exc:  # arrays numpy cannot read: the runner records "invalid output"
+        fails["contract"].append(f"{sid}: invalid output: {type(exc).__name__}: {exc}")
+        return
+    for found, into in ((problems, fails), (notes, warns)):
+        for p in found:
+            into[_CHECK_OF_RULE.get(p.rule, "contract")].append(f"{sid}: {p.brief}")
+    if problems:
+        fails["contract"].append(str(SampleError(sid, str(problems[0]))))
+
+
+def _diffs(inputs: Sequence[ModelInput], a: Sequence[Any], b: Sequence[Any], tol: float) -> list[str]:
+    """``"id: what differs"`` for each input whose two Predictions differ (:func:`_diff`)."""
+    return [f"{i.sample_id}: {d}" for i, x, y in zip(inputs, a, b)
+            if isinstance(x, Prediction) and isinstance(y, Prediction) and (d := _diff(x, y, tol))]
+
+
+def _check_determinism(report: CheckReport, adapter: Adapter, inputs: Sequence[ModelInput], first: list[Any],
+                       batch: int, tol: float, deterministic: bool) -> None:
+    """A second call on the same inputs gives the same outputs ("determinism"; WARN only for an
+    adapter declaring ``deterministic = False``)."""
+    try:
+        diffs = _diffs(inputs, first, _run_batches(adapter, inputs, batch)[0], tol)
     except Exception as exc:
         report.add("determinism", FAIL, f"repeat call raised {type(exc).__name__}: {exc}")
+        return
+    if not diffs:
+        report.add("determinism", PASS, "two calls gave equal outputs")
+        return
+    report.add("determinism", FAIL if deterministic else WARN,
+               ("two calls on the same inputs differ: " if deterministic else
+                "outputs differ between calls (adapter declares deterministic=False): ") + "; ".join(diffs[:3]))
 
-    # identity
+
+def _check_batch_order(report: CheckReport, adapter: Adapter, inputs: Sequence[ModelInput], first: list[Any],
+                       batch: int, tol: float, deterministic: bool) -> None:
+    """An input's output does not depend on its batch: the reversed inputs give the same output
+    per input ("batch order"; WARN only for a non-deterministic adapter)."""
+    try:
+        rev_out, _ = _run_batches(adapter, list(reversed(inputs)), batch)
+        diffs = _diffs(inputs, first, list(reversed(rev_out)), tol)
+    except Exception as exc:
+        report.add("batch order", FAIL, f"reordered call raised {type(exc).__name__}: {exc}")
+        return
+    if diffs:
+        report.add("batch order", FAIL if deterministic else WARN,
+                   "an input's output changes when the batch is reordered: " + "; ".join(diffs[:3]))
+    else:
+        report.add("batch order", PASS, "reordered batch gave the same output per input")
+
+
+_IDENTITY_KEYS = ("name", "version", "config", "weights_sha256")
+
+
+def _check_identity(report: CheckReport, adapter: Adapter) -> None:
+    """``identity()`` is JSON with name, version, config and a sha256 (or None) for the weights,
+    and holds no secret environment value ("identity")."""
     try:
         ident = adapter.identity()
         text = json.dumps(ident, sort_keys=True)
-        problems = [k for k in ("name", "version", "config", "weights_sha256") if k not in ident]
-        sha = ident.get("weights_sha256")
-        if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
-            problems.append(f"weights_sha256 {sha!r} is not a sha256 hex digest")
-        leaked = [s for s in _secrets() if s in text]
-        if leaked:
-            problems.append("identity contains the value of a secret environment variable (key/token)")
-        report.add("identity", FAIL if problems else PASS,
-                   "; ".join(f"missing {p}" if p in ("name", "version", "config", "weights_sha256") else p
-                             for p in problems) or f"weights_sha256={sha}")
     except (TypeError, ValueError) as exc:
         report.add("identity", FAIL, f"identity() is not JSON-serialisable: {exc}")
+        return
     except Exception as exc:
         report.add("identity", FAIL, f"identity() raised {type(exc).__name__}: {exc}")
-
-    report.add("time per image", INFO, f"{1000 * elapsed / max(1, len(inputs)):.1f} ms "
-               f"(first call, {len(inputs)} images, device {device})")
-    return report
+        return
+    if not isinstance(ident, dict):
+        report.add("identity", FAIL, f"identity() returned {type(ident).__name__}, not a dict")
+        return
+    problems = [f"missing {k}" for k in _IDENTITY_KEYS if k not in ident]
+    sha = ident.get("weights_sha256")
+    if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        problems.append(f"weights_sha256 {sha!r} is not a sha256 hex digest")
+    if any(s in text for s in _secrets()):
+        problems.append("identity contains the value of a secret environment variable (key/token)")
+    report.add("identity", FAIL if problems else PASS, "; ".join(problems) or f"weights_sha256={sha}")

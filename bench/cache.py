@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.paths import cache_root
+from bench.paths import cache_root, write_atomic
 from bench.types import Prediction
 
 _SCHEMA = """
@@ -68,14 +68,11 @@ def prediction_key(adapter_identity: dict[str, Any], image_sha256: str, conditio
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file and rename: a killed process (SIGKILL) never leaves a partial entry.
-    No fsync (it cost ~2 ms per prediction): after a power loss a torn file can remain, and
+    """:func:`bench.paths.write_atomic` (temp file + rename): a killed process (SIGKILL) never
+    leaves a partial entry. No fsync (it cost ~2 ms per prediction): after a power loss a torn file can remain, and
     :meth:`PredictionCache.get` treats an unreadable entry as missing, so it is re-inferred."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, data)
 
 
 class PredictionCache:

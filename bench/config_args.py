@@ -1,8 +1,9 @@
-"""``--config KEY=VALUE`` arguments, shared by `bench run`, `check-adapter` and `predict`."""
+"""``KEY=VALUE`` arguments: ``--config`` of `bench run`, `check-adapter` and `predict`,
+``--dataset-option`` of `bench score`, ``--option`` of `bench data`, ``--param`` of `bench perturb`."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -23,12 +24,19 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def parse_pairs(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["K=V", ...]`` -> {K: parse_value(V)}; a malformed item is a BenchError naming it."""
+def parse_pairs(items: Sequence[str] | None, flag: str = "--config", *,
+                value: Callable[[str], Any] = parse_value, unique: bool = False) -> dict[str, Any]:
+    """``["K=V", ...]`` -> {K: value(V)} (K stripped; V as :func:`parse_value` reads it unless
+    the caller's ``value`` keeps it otherwise, e.g. ``str`` for text as given). An item without
+    ``=`` or a name is a BenchError naming ``flag`` and the item; with ``unique`` so is a name
+    given twice (else the later value wins)."""
     out: dict[str, Any] = {}
     for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise BenchError(f"--config {item!r} is not KEY=VALUE")
-        out[key.strip()] = parse_value(value)
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise BenchError(f"{flag} {item!r} is not KEY=VALUE")
+        if unique and key in out:
+            raise BenchError(f"{flag} {key} is given twice; give it once")
+        out[key] = value(raw)
     return out

@@ -39,7 +39,8 @@ def _thumb_size(h: int, w: int) -> tuple[int, int]:
 def write_gallery(out: Path, jobs: Sequence[tuple[Sample, Sequence[tuple[str, str]]]],
                   conditions: Sequence[Condition], suite: Suite, cache_dir: Path, n: int) -> None:
     """``jobs``: (sample, [(condition key, prediction cache key)]) as the runner planned them."""
-    from bench.runner import safe_name, write_json_atomic
+    from bench.paths import safe_name
+    from bench.runner import write_json_atomic
 
     cache = PredictionCache(cache_dir)
     keys_of = {sample.id: items for sample, items in jobs}

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from bench.errors import SampleError
+from bench.paths import atomic_path
 
 #: Images with more pixels than this are refused without decoding (decompression-bomb guard).
 #: Override with the environment variable BENCH_MAX_PIXELS. The one limit: it is also Pillow's
@@ -155,9 +156,8 @@ def write_png(path: Path | str, image: np.ndarray) -> None:
         arr = arr.astype(np.uint8) * 255
     if arr.dtype != np.uint8:
         raise ValueError(f"write_png expects uint8 or bool, got {arr.dtype}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(arr).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
 
 
 def load_binary_mask_png(path: Path | str, expect_hw: tuple[int, int] | None = None) -> np.ndarray:

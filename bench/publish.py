@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.paths import safe_name
 
 SCHEMA = "bench.results/1"
 RESULTS_FILE = "results.json"
@@ -82,13 +83,8 @@ def read_json(path: Path | str, max_bytes: int | None = None) -> Any:
 
 
 def slug(text: str, max_len: int = 80) -> str:
-    """A file-name-safe form of ``text``: letters, digits, ``_ . -``; never empty, never
-    starting with a dot (so never ``.`` or ``..``). Text that had to change gets a short hash
-    suffix so two different names never share a slug."""
-    s = re.sub(r"[^A-Za-z0-9_.\-]+", "-", str(text)).strip(".-") or "x"
-    if s != text or len(s) > max_len:
-        s = f"{s[:max_len - 9]}-{hashlib.sha256(str(text).encode('utf-8')).hexdigest()[:8]}"
-    return s
+    """A published folder name for ``text``: :func:`bench.paths.safe_name` capped at ``max_len``."""
+    return safe_name(text, max_len)
 
 
 def is_safe_component(name: Any) -> bool:

@@ -27,7 +27,7 @@ from bench.cache import PredictionCache
 from bench.conditions import Condition
 from bench.errors import BenchError
 from bench.inference import AdapterSpec, ShardReport, infer_shard, plan_keys
-from bench.paths import cache_root
+from bench.paths import cache_root, safe_name, write_atomic
 from bench.metrics import get_metric
 from bench.registry import ADAPTERS, create_dataset
 from bench.suites import Suite
@@ -382,9 +382,7 @@ def _code_sha(adapter: Any) -> str | None:
 def write_json_atomic(path: Path, obj: Any) -> None:
     import json
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default))
 
 
 def _json_default(o: Any) -> Any:
@@ -408,17 +406,6 @@ def _sanitize(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_sanitize(v) for v in obj]
     return obj
-
-
-def safe_name(text: str) -> str:
-    """A file-system-safe slug (letters, digits, ``-_.``), never empty, never ``..``."""
-    import hashlib
-    import re
-
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "x"
-    if slug != text:
-        slug = f"{slug[:60]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
-    return slug
 
 
 # -- the run ------------------------------------------------------------------------------

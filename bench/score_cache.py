@@ -12,7 +12,6 @@ holding rows that could not find their prediction (an unfinished infer phase) is
 from __future__ import annotations
 
 import hashlib
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from bench.cache import canonical_json
+from bench.paths import atomic_path
 
 _SCORING_SOURCES = ("scoring.py", "masks.py", "types.py", "text_prep.py", "imageio.py", "metrics")
 
@@ -74,6 +74,5 @@ class ScoredTables:
         if errors.str.contains("no prediction for condition|not inferred:", regex=True).any():
             return  # incomplete: the next run must score what the infer phase adds
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self._path(key).with_name(f".{key}.{os.getpid()}.tmp")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, self._path(key))
+        with atomic_path(self._path(key)) as tmp:
+            df.to_parquet(tmp, index=False)

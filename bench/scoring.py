@@ -290,8 +290,7 @@ def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
     """Atomic parquet write (temp file + rename)."""
-    import os
+    from bench.paths import atomic_path
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)

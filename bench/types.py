@@ -184,37 +184,134 @@ class Prediction:
             return self.heatmap > threshold
         return None
 
-    def validate(self, height: int, width: int, tasks: Iterable[str], where: str) -> None:
-        """Raise :class:`SampleError` if the output breaks the contract."""
-        tasks = set(tasks)
+    def problems(self, height: int, width: int, tasks: Iterable[str]) -> list[ContractProblem]:
+        """Every way this output breaks the adapter contract for an H x W image and the adapter's
+        declared ``tasks`` (empty: it keeps the contract). This is the one place the contract is
+        written; :meth:`validate` (the runner) and ``bench check-adapter`` both use it.
+
+        The rules, in the order they are checked (rule id: rule):
+
+        - ``mask_dtype``: ``mask``, when given, is bool;
+        - ``mask_size``: ``mask`` is H x W (the input image's size);
+        - ``heatmap_size``: ``heatmap``, when given, is H x W;
+        - ``heatmap_dtype``: ``heatmap`` has a float dtype (float32 expected: see :meth:`advisories`);
+        - ``heatmap_finite``: ``heatmap`` holds no NaN or infinity;
+        - ``heatmap_range``: ``heatmap``'s (finite) values lie in [0, 1];
+        - ``localize_output``: an adapter declaring ``localize`` returns a mask or a heatmap;
+        - ``score_type``: ``score``, when given, is a real number (int, float, numpy float; not bool);
+        - ``score_finite``: ``score`` is not NaN or infinity;
+        - ``score_range``: ``score`` lies in [0, 1];
+        - ``detect_output``: an adapter declaring ``detect`` returns a score;
+        - ``explanation_type``: ``explanation``, when given, is a str;
+        - ``explain_output``: an adapter declaring ``explain`` returns an explanation.
+
+        Each problem is a str (the message the runner records for the sample) carrying its
+        ``rule`` id and a shorter ``brief`` that ``bench check-adapter`` lists per sample. Arrays
+        are read with ``np.asarray``; something that cannot be read as one raises (TypeError /
+        ValueError), as the runner expects.
+        """
+        tasks, size, P = set(tasks), (height, width), ContractProblem
+        out: list[ContractProblem] = []
         if self.mask is not None:
-            m = np.asarray(self.mask)
-            if m.dtype != bool:
-                raise SampleError(where, f"prediction mask has dtype {m.dtype}; bool required")
-            if m.shape != (height, width):
-                raise SampleError(where, f"prediction mask is {m.shape} but the image is {(height, width)} (H x W)")
+            out.extend(_mask_problems(np.asarray(self.mask), size))
+        if self.heatmap is not None:
+            out.extend(_heatmap_problems(np.asarray(self.heatmap), size))
+        if "localize" in tasks and self.mask is None and self.heatmap is None:
+            out.append(P("adapter localizes but returned neither mask nor heatmap", "localize_output",
+                         "localize declared but no mask or heatmap"))
+        if self.score is not None:
+            out.extend(_score_problems(self.score))
+        if "detect" in tasks and self.score is None:
+            out.append(P("adapter detects but returned no score", "detect_output", "detect declared but no score"))
+        if self.explanation is not None and not isinstance(self.explanation, str):
+            kind = type(self.explanation).__name__
+            out.append(P(f"prediction explanation is {kind}, not str", "explanation_type", f"explanation is {kind}"))
+        if "explain" in tasks and self.explanation is None:
+            out.append(P("adapter explains but returned no explanation", "explain_output",
+                         "explain declared but no explanation"))
+        return out
+
+    def advisories(self) -> list[ContractProblem]:
+        """What keeps the contract but is probably unintended (``bench check-adapter`` warns):
+        ``heatmap_float32``: a float heatmap that is not float32; ``explanation_empty``: an
+        explanation that is empty or whitespace only."""
+        out = []
         if self.heatmap is not None:
             h = np.asarray(self.heatmap)
-            if h.shape != (height, width):
-                raise SampleError(where, f"prediction heatmap is {h.shape} but the image is {(height, width)} (H x W)")
-            if not np.issubdtype(h.dtype, np.floating):
-                raise SampleError(where, f"prediction heatmap has dtype {h.dtype}; float required")
-            if not np.all(np.isfinite(h)):
-                raise SampleError(where, "prediction heatmap contains NaN or infinity")
-            if h.size and (h.min() < 0.0 or h.max() > 1.0):
-                raise SampleError(where, f"prediction heatmap has values in [{h.min():.4g}, {h.max():.4g}], outside [0, 1]")
-        if "localize" in tasks and self.mask is None and self.heatmap is None:
-            raise SampleError(where, "adapter localizes but returned neither mask nor heatmap")
-        if self.score is not None:
-            s = self.score
-            if not isinstance(s, (int, float, np.floating)) or not math.isfinite(float(s)) or not 0.0 <= float(s) <= 1.0:
-                raise SampleError(where, f"prediction score {s!r} is not a number in [0, 1]")
-        if "detect" in tasks and self.score is None:
-            raise SampleError(where, "adapter detects but returned no score")
-        if self.explanation is not None and not isinstance(self.explanation, str):
-            raise SampleError(where, f"prediction explanation is {type(self.explanation).__name__}, not str")
-        if "explain" in tasks and self.explanation is None:
-            raise SampleError(where, "adapter explains but returned no explanation")
+            if np.issubdtype(h.dtype, np.floating) and h.dtype != np.float32:
+                out.append(ContractProblem(f"prediction heatmap has dtype {h.dtype}; float32 expected",
+                                           "heatmap_float32", f"heatmap dtype {h.dtype} (float32 expected)"))
+        if isinstance(self.explanation, str) and not self.explanation.strip():
+            out.append(ContractProblem("prediction explanation is empty", "explanation_empty",
+                                       "explanation is empty"))
+        return out
+
+    def validate(self, height: int, width: int, tasks: Iterable[str], where: str) -> None:
+        """Raise :class:`SampleError` (at ``where``) with the first of :meth:`problems`, if any."""
+        problems = self.problems(height, width, tasks)
+        if problems:
+            raise SampleError(where, str(problems[0]))
+
+
+class ContractProblem(str):
+    """One way a :class:`Prediction` breaks the contract: the message the runner records, with
+    ``rule`` (the rule's id, listed in :meth:`Prediction.problems`) and ``brief`` (a short form
+    for ``bench check-adapter``'s per-sample lists)."""
+
+    rule: str
+    brief: str
+
+    def __new__(cls, message: str, rule: str = "", brief: str | None = None) -> "ContractProblem":
+        self = super().__new__(cls, message)
+        self.rule = rule
+        self.brief = message if brief is None else brief
+        return self
+
+
+def _mask_problems(m: np.ndarray, size: tuple[int, int]) -> list[ContractProblem]:
+    """The mask rules of :meth:`Prediction.problems`: bool, H x W."""
+    out = []
+    if m.dtype != bool:
+        out.append(ContractProblem(f"prediction mask has dtype {m.dtype}; bool required", "mask_dtype",
+                                   f"mask dtype {m.dtype}, bool required"))
+    if m.shape != size:
+        out.append(ContractProblem(f"prediction mask is {m.shape} but the image is {size} (H x W)", "mask_size",
+                                   f"mask is {m.shape}, image is {size} (H x W)"))
+    return out
+
+
+def _heatmap_problems(h: np.ndarray, size: tuple[int, int]) -> list[ContractProblem]:
+    """The heatmap rules of :meth:`Prediction.problems`: size, float dtype, finite, in [0, 1]."""
+    out = []
+    if h.shape != size:
+        out.append(ContractProblem(f"prediction heatmap is {h.shape} but the image is {size} (H x W)",
+                                   "heatmap_size", f"heatmap is {h.shape}, image is {size} (H x W)"))
+    if not np.issubdtype(h.dtype, np.floating):
+        out.append(ContractProblem(f"prediction heatmap has dtype {h.dtype}; float required",
+                                   "heatmap_dtype", f"heatmap dtype {h.dtype}, float32 required"))
+        return out  # NaN and range are float questions
+    finite = np.isfinite(h)
+    if not np.all(finite):
+        out.append(ContractProblem("prediction heatmap contains NaN or infinity", "heatmap_finite",
+                                   f"heatmap has {int(np.sum(~finite))} NaN/inf values"))
+    values = h[finite]
+    if values.size and (values.min() < 0.0 or values.max() > 1.0):
+        lo, hi = values.min(), values.max()
+        out.append(ContractProblem(f"prediction heatmap has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]",
+                                   "heatmap_range", f"heatmap spans [{lo:.3g}, {hi:.3g}]"))
+    return out
+
+
+def _score_problems(s: Any) -> list[ContractProblem]:
+    """The score rules of :meth:`Prediction.problems`: a real number (not bool), finite, in [0, 1]."""
+    message = f"prediction score {s!r} is not a number in [0, 1]"
+    if isinstance(s, bool) or not isinstance(s, (int, float, np.floating)):
+        return [ContractProblem(message, "score_type", f"score is {type(s).__name__}")]
+    if not math.isfinite(float(s)):
+        return [ContractProblem(message, "score_finite", f"score is {s}")]
+    if not 0.0 <= float(s) <= 1.0:
+        return [ContractProblem(message, "score_range", f"score {s} outside [0, 1]")]
+    return []
 
 
 class Adapter(abc.ABC):

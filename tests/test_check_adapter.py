@@ -207,3 +207,135 @@ def test_demo_inputs_fall_back_to_synthetic(monkeypatch):
     assert len(items) == 3 and "synthetic" in label and "demo not generated" in label
     shapes = {i.image.shape for i in synthetic_inputs(8)}
     assert len(shapes) == 8  # all different sizes: misrouted outputs show up as size errors
+
+
+# -- the contract, written once: Prediction.problems -------------------------------------------
+H, W = 4, 6
+
+
+def _ok(**kw):
+    """A Prediction keeping the contract for an H x W image and every task, with ``kw`` replaced."""
+    fields = {"heatmap": np.zeros((H, W), np.float32), "mask": np.zeros((H, W), bool), "score": 0.5,
+              "explanation": "a seam at the edge"}
+    fields.update(kw)
+    return Prediction(**fields)
+
+
+ALL_TASKS = {"detect", "localize", "explain"}
+
+
+@pytest.mark.parametrize("pred, tasks, rule, message", [
+    (_ok(mask=np.zeros((H, W), np.uint8)), ALL_TASKS, "mask_dtype", "prediction mask has dtype uint8; bool required"),
+    (_ok(mask=np.zeros((W, H), bool)), ALL_TASKS, "mask_size", "prediction mask is (6, 4) but the image is (4, 6) (H x W)"),
+    (_ok(heatmap=np.zeros((H, H), np.float32)), ALL_TASKS, "heatmap_size",
+     "prediction heatmap is (4, 4) but the image is (4, 6) (H x W)"),
+    (_ok(heatmap=np.zeros((H, W), np.uint8)), ALL_TASKS, "heatmap_dtype", "prediction heatmap has dtype uint8; float required"),
+    (_ok(heatmap=np.full((H, W), np.inf, np.float32)), ALL_TASKS, "heatmap_finite", "prediction heatmap contains NaN or infinity"),
+    (_ok(heatmap=np.full((H, W), 1.5, np.float32)), ALL_TASKS, "heatmap_range",
+     "prediction heatmap has values in [1.5, 1.5], outside [0, 1]"),
+    (_ok(heatmap=None, mask=None), {"localize"}, "localize_output", "adapter localizes but returned neither mask nor heatmap"),
+    (_ok(score="0.5"), ALL_TASKS, "score_type", "prediction score '0.5' is not a number in [0, 1]"),
+    (_ok(score=True), ALL_TASKS, "score_type", "prediction score True is not a number in [0, 1]"),
+    (_ok(score=float("nan")), ALL_TASKS, "score_finite", "prediction score nan is not a number in [0, 1]"),
+    (_ok(score=1.5), ALL_TASKS, "score_range", "prediction score 1.5 is not a number in [0, 1]"),
+    (_ok(score=None), {"detect"}, "detect_output", "adapter detects but returned no score"),
+    (_ok(explanation=["text"]), ALL_TASKS, "explanation_type", "prediction explanation is list, not str"),
+    (_ok(explanation=None), {"explain"}, "explain_output", "adapter explains but returned no explanation"),
+])
+def test_each_contract_rule_is_one_problem_and_validate_raises_it(pred, tasks, rule, message):
+    from bench.errors import SampleError
+
+    problems = pred.problems(H, W, tasks)
+    assert [(p.rule, str(p)) for p in problems] == [(rule, message)]
+    assert problems[0].brief  # the short form check-adapter lists
+    with pytest.raises(SampleError) as e:
+        pred.validate(H, W, tasks, "img.png")
+    assert str(e.value) == f"img.png: {message}"
+    assert _ok().problems(H, W, ALL_TASKS) == [] and _ok().advisories() == []
+    _ok().validate(H, W, ALL_TASKS, "img.png")  # keeps the contract: no exception
+
+
+def test_undeclared_tasks_need_no_output():
+    assert Prediction().problems(H, W, ()) == []
+    assert Prediction(heatmap=np.zeros((H, W), np.float32)).problems(H, W, {"localize"}) == []
+
+
+class ManyProblems(Good):
+    """Every output breaks five rules at once."""
+
+    name = "test-many-problems"
+    tasks = frozenset({"localize", "detect", "explain"})
+
+    def predict(self, batch):
+        return [_many(*b.image.shape[:2]) for b in batch]
+
+
+def _many(h, w):
+    heat = np.full((h + 1, w), 2.0, np.float32)
+    heat[0, 0] = np.nan
+    return Prediction(heatmap=heat, mask=np.zeros((h, w), np.uint8), score=7)
+
+
+MANY_RULES = ["mask_dtype", "heatmap_size", "heatmap_finite", "heatmap_range", "score_range", "explain_output"]
+
+
+def test_problems_lists_every_problem_and_check_adapter_shows_them_all():
+    from bench.errors import SampleError
+
+    problems = _many(H, W).problems(H, W, ManyProblems.tasks)
+    assert [p.rule for p in problems] == MANY_RULES
+    with pytest.raises(SampleError, match="prediction mask has dtype uint8; bool required"):
+        _many(H, W).validate(H, W, ManyProblems.tasks, "x")  # the first one
+    r = check_adapter(ManyProblems(), inputs=synthetic_inputs(2))
+    assert not r.ok
+    first = "synthetic-00: "
+    for check, words in (("dtypes", "mask dtype uint8, bool required"),
+                         ("sizes", "heatmap is (65, 96), image is (64, 96) (H x W)"),
+                         ("no NaN", "heatmap has 1 NaN/inf values"),
+                         ("ranges", "heatmap spans [2, 2]"),
+                         ("ranges", "score 7 outside [0, 1]"),
+                         ("task outputs", "explain declared but no explanation"),
+                         ("contract", "prediction mask has dtype uint8; bool required")):
+        status, detail = _status(r, check)
+        assert status == "FAIL" and first + words in detail, r.render()
+
+
+def test_advisories_are_warnings_not_failures():
+    p = _ok(heatmap=np.zeros((H, W), np.float64), explanation="  ")
+    assert p.problems(H, W, ALL_TASKS) == []
+    assert [a.rule for a in p.advisories()] == ["heatmap_float32", "explanation_empty"]
+
+    class Advised(Good):
+        tasks = frozenset({"localize", "explain"})
+
+        def predict(self, batch):
+            return [Prediction(heatmap=np.zeros(b.image.shape[:2]), explanation="") for b in batch]
+
+    r = check_adapter(Advised(), inputs=synthetic_inputs(2))
+    assert r.ok, r.render()
+    assert _status(r, "dtypes") == ("WARN", "synthetic-00: heatmap dtype float64 (float32 expected); "
+                                             "synthetic-01: heatmap dtype float64 (float32 expected)")
+    assert _status(r, "explanation type")[0] == "WARN" and "explanation is empty" in _status(r, "explanation type")[1]
+
+
+def test_unreadable_output_is_a_contract_failure_not_a_crash():
+    class Unreadable(Good):
+        def predict(self, batch):
+            return [Prediction(heatmap=np.zeros((2, 2)), mask=[[1, 2], [3]], score=0.5) for _ in batch]
+
+    r = check_adapter(Unreadable(), inputs=synthetic_inputs(2))
+    status, detail = _status(r, "contract")
+    assert status == "FAIL" and "invalid output: ValueError" in detail, r.render()
+
+
+def test_cli_lists_every_problem(capsys):
+    if "test-many-problems" not in ADAPTERS:
+        ADAPTERS.add("test-many-problems", ManyProblems)
+    rc = main(["check-adapter", "test-many-problems", "--synthetic", "--n", "2", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 1 and report["ok"] is False
+    status = {c["name"]: c["status"] for c in report["checks"]}
+    for check in ("dtypes", "sizes", "no NaN", "ranges", "task outputs", "contract"):
+        assert status[check] == "FAIL", report
+    detail = {c["name"]: c["detail"] for c in report["checks"]}
+    assert "heatmap spans" in detail["ranges"] and "score 7 outside [0, 1]" in detail["ranges"]

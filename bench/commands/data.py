@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.datasets.fetch import RELEASES, fetch, manual_steps
 from bench.datasets.verify import check_data_available, fix_command, verify_dataset  # noqa: F401
-from bench.errors import BenchError, DataMissingError
+from bench.errors import DataMissingError
 from bench.registry import create_dataset
 
 FETCHABLE = (*RELEASES, "richhf", "models")
@@ -45,12 +45,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value is not None:
             opts[key] = value
-    for item in args.option or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BenchError(f"--option {item!r}: expected KEY=VALUE")
-        opts[key] = value
-    return opts
+    from bench.config_args import parse_pairs
+
+    # values stay text as given, as with `bench score --dataset-option`
+    return {**opts, **parse_pairs(args.option, "--option", value=str)}
 
 
 def _generates_data(name: str) -> bool:

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from bench.conditions import Condition, Step, parse_value
+from bench.config_args import parse_pairs
 from bench.errors import BenchError
 
 
@@ -28,16 +29,8 @@ def _condition(args: argparse.Namespace) -> Condition:
             raise BenchError(f"--condition {args.condition!r}: {exc}") from None
     if not args.perturbation:
         raise BenchError("give --perturbation NAME (with --param K=V ...) or --condition KEY")
-    params = {}
-    for kv in args.param or []:
-        if "=" not in kv:
-            raise BenchError(f"--param {kv!r} is not K=V")
-        k, v = (s.strip() for s in kv.split("=", 1))
-        if not k:
-            raise BenchError(f"--param {kv!r} has no name")
-        if k in params:
-            raise BenchError(f"--param {k} given twice")
-        params[k] = parse_value(v)
+    # values as in a condition key (numbers, else text), so --param gives the same condition
+    params = parse_pairs(args.param, "--param", value=lambda v: parse_value(v.strip()), unique=True)
     return Condition((Step.make(args.perturbation, params),))
 
 

@@ -116,10 +116,10 @@ def run(args: argparse.Namespace) -> int:
     opts = RunOptions(out_dir=Path(args.out), data_root=Path(args.data_root) if args.data_root else None,
                       split=args.split, workers=args.workers, progress=not args.no_progress,
                       command=command_line())
-    options = dict(suite.dataset_options)
-    for kv in args.dataset_option or []:
-        k, _, v = kv.partition("=")
-        options[k] = v
+    from bench.config_args import parse_pairs
+
+    # values stay text as given (the dataset reads them, e.g. strict=true, ids=PATH)
+    options = {**suite.dataset_options, **parse_pairs(args.dataset_option, "--dataset-option", value=str)}
     ds = create_dataset(args.dataset, data_root=opts.data_root, split=args.split or suite.split, **options)
     samples = ds.samples()
     if not samples:

@@ -15,7 +15,6 @@ files, hundreds of GB in full; only the split you need).
 
 from __future__ import annotations
 
-import os
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from bench.errors import BenchError
+from bench.paths import atomic_path
 
 
 @dataclass(frozen=True)
@@ -124,10 +124,8 @@ def unpack(archive: Path, dest: Path, member_map: Callable[[str], str | None]) -
                 if not target.is_relative_to(dest):
                     raise BenchError(f"{archive}: member {info.filename!r} would be written outside {dest}; refused")
                 target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.part")
-                with zf.open(info) as src, open(tmp, "wb") as out:
+                with atomic_path(target) as tmp, zf.open(info) as src, open(tmp, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
-                os.replace(tmp, target)
                 written += 1
     except zipfile.BadZipFile as exc:
         raise BenchError(f"{archive}: not a valid zip archive or corrupt ({exc}); delete it and fetch again") from None
