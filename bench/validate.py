@@ -108,19 +108,24 @@ def load_yaml_text(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
-def load_yaml_file(path: Path | str, what: str = "file") -> tuple[Any, yaml.Node | None]:
-    p = Path(path)
+def read_text_file(path: Path | str, what: str = "file", encoding: str = "utf-8") -> str:
+    """A user's text file (suite, claims, id list ...), every way it can fail a one-line
+    :class:`InputError` naming the file and ``what`` it should be."""
+    p = Path(path).expanduser()
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_bytes().decode(encoding)
     except FileNotFoundError:
         raise InputError(f"{p}: {what} not found") from None
     except IsADirectoryError:
         raise InputError(f"{p}: is a folder; give the {what}'s path") from None
     except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise InputError(f"{p}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise InputError(f"{p}: cannot read the {what}: {exc.strerror or exc}") from None
-    return load_yaml_text(text, str(p))
+
+
+def load_yaml_file(path: Path | str, what: str = "file") -> tuple[Any, yaml.Node | None]:
+    return load_yaml_text(read_text_file(path, what), str(Path(path).expanduser()))
 
 
 def node_line(root: yaml.Node | None, path: Sequence[Any], key_itself: bool = False) -> int | None:

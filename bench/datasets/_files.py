@@ -81,15 +81,9 @@ _INLINE_COMMENT = re.compile(r"\s+#.*$")
 def read_id_list(path: Path | str) -> list[str]:
     """Ids from a text file: one per line, blank lines and ``#`` comments (a line starting
     with ``#``, or whitespace + ``#`` to the end of a line) ignored; order kept, repeats dropped."""
-    p = Path(path).expanduser()
-    try:
-        text = p.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise BenchError(f"{p}: id list file not found") from None
-    except OSError as exc:
-        raise BenchError(f"{p}: cannot read id list: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise BenchError(f"{p}: id list is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    from bench.validate import read_text_file
+
+    text = read_text_file(path, "id list file", encoding="utf-8-sig")
     ids: list[str] = []
     seen: set[str] = set()
     for line in text.splitlines():
