@@ -11,7 +11,7 @@ if __name__ != "bench.adapters":  # this folder is the sub-package bench.adapter
 import importlib
 import logging
 
-from bench.registry import register_adapter  # noqa: F401  (re-exported for adapter modules)
+from bench.core.registry import register_adapter  # noqa: F401  (re-exported for adapter modules)
 
 log = logging.getLogger(__name__)
 

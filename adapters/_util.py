@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.paths import write_atomic
-from bench.types import Prediction, sha256_file
+from bench.io.paths import write_atomic
+from bench.core.types import Prediction, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ _MEMO: dict[tuple, str] = {}
 
 
 def _hash_cache_file() -> Path:
-    from bench.paths import cache_root
+    from bench.io.paths import cache_root
 
     return cache_root() / "weights-sha256.json"
 

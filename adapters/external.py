@@ -63,7 +63,7 @@ from typing import Any, Callable, ClassVar, Sequence
 from bench.adapters import register_adapter
 from bench.adapters._util import AdapterLoadError, as_bool, failed_prediction
 from bench.errors import BenchError, SampleError
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ class ExternalAdapter(Adapter):
         return float(self.config.get("timeout_s", self.default_timeout_s))
 
     def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
-        from bench.imageio import write_png
+        from bench.io.imageio import write_png
 
         if not batch:
             return []
@@ -566,7 +566,7 @@ class GenericExternalAdapter(ExternalAdapter):
             raise BenchError(f"adapter 'external': output_format must be 'native' or 'legion', not {fmt!r}")
 
     def parse_one(self, output_dir: Path, written_name: str, item: ModelInput) -> Prediction:
-        from bench.prediction_folders import read_legion_prediction, read_native_prediction
+        from bench.core.prediction_folders import read_legion_prediction, read_native_prediction
 
         hw = item.image.shape[:2]
         if self.config.get("output_format", "native") == "legion":

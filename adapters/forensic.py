@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.adapters import register_adapter
 from bench.errors import SampleError
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 #: Immerkaer's noise-estimation kernel (1996), divided by 6 so that for i.i.d. noise of std s
 #: the response also has std s (the kernel's L2 norm is 1). It is the outer product of

@@ -30,7 +30,7 @@ from bench.adapters._util import (
     pil_resize_rgb, resize_mask_nearest, resize_prob_bilinear, resolve_device, sha256_path, strip_prefix,
 )
 from bench.errors import BenchError, SampleError
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ from bench.adapters._util import (
     AdapterLoadError, existing_path, load_state_dict_strict, load_torch_checkpoint, pil_resize_rgb,
     repo_imports, resize_mask_nearest, resolve_device, sha256_path, strip_prefix,
 )
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 HIFINET_SIZE = 256
 HIFINET_THRESHOLD = 2.3

@@ -58,7 +58,7 @@ from bench.adapters import register_adapter
 from bench.adapters._util import AdapterLoadError, existing_path, sha256_path
 from bench.adapters.external import ExternalAdapter
 from bench.errors import BenchError
-from bench.types import ModelInput, Prediction
+from bench.core.types import ModelInput, Prediction
 
 #: The instruction hard-coded in scripts/loc_exp/infer.py (recorded, not sent by us).
 LEGION_PROMPT = (
@@ -327,6 +327,6 @@ class LegionAdapter(ExternalAdapter):
         return sha256_path(w) if w and Path(str(w)).exists() else None
 
     def parse_one(self, output_dir: Path, written_name: str, item: ModelInput) -> Prediction:
-        from bench.prediction_folders import read_legion_prediction
+        from bench.core.prediction_folders import read_legion_prediction
 
         return read_legion_prediction(output_dir, written_name, item.image.shape[:2])

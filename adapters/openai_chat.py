@@ -41,7 +41,7 @@ import numpy as np
 from bench.adapters import register_adapter
 from bench.adapters._util import AdapterLoadError, failed_prediction
 from bench.errors import BenchError
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from bench.adapters._util import (
     AdapterLoadError, existing_path, pil_resize_rgb, resize_mask_nearest, resolve_device, sha256_path,
 )
 from bench.errors import SampleError
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 log = logging.getLogger(__name__)
 

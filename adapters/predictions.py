@@ -2,10 +2,12 @@
 another machine), so they go through the same runner, metrics and results as any model.
 
 Config: ``dir`` (the folder), ``format`` (``legion`` or ``native``; layouts in
-:mod:`bench.prediction_folders`), ``tasks`` (default: what the folder holds —
+:mod:`bench.core.prediction_folders`), ``tasks`` (default: what the folder holds —
 ``localize,explain`` for legion; for native, ``localize`` when there are ``masks/`` or
 ``heatmaps/``, ``explain`` / ``detect`` when ``predictions.jsonl`` has explanations / scores,
-looked up in ``dir`` and its condition sub-folders). Every sample must then have every task's
+looked up in ``dir`` and its condition sub-folders), ``require_explanation`` (legion: default
+true when the adapter explains; false scores a missing explanation.json as an empty text, as
+``bench score`` does). Every sample must then have every task's
 output: a missing mask or ``predictions.jsonl`` line, or a bad line (``file:line``), fails that
 sample. The tasks the folder lacks are logged as a warning when the adapter loads (their
 metrics are not scored); name them in ``tasks`` to fail every sample that lacks them instead.
@@ -24,7 +26,7 @@ from typing import Any, ClassVar, Sequence
 from bench.adapters import register_adapter
 from bench.adapters._util import failed_prediction
 from bench.errors import BenchError, SampleError
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 
 @register_adapter
@@ -41,7 +43,7 @@ class PredictionsAdapter(Adapter):
     summary = "reads a folder of precomputed predictions (LEGION's layout or the native one)"
     #: the folder's content may change between runs under the same config: never reuse the cache
     deterministic = False
-    config_keys: ClassVar[frozenset[str]] = frozenset({"dir", "format", "tasks"})
+    config_keys: ClassVar[frozenset[str]] = frozenset({"dir", "format", "tasks", "require_explanation"})
 
     def __init__(self, **config: Any):
         super().__init__(**config)
@@ -66,7 +68,7 @@ class PredictionsAdapter(Adapter):
     def _held_tasks(root: Path, fmt: str) -> tuple[list[str], dict[str, tuple[str, str | None]]]:
         """What ``root`` (and its condition sub-folders) holds predictions for, in TASKS order,
         and why the other tasks are missing."""
-        from bench.prediction_folders import TASKS, folder_tasks
+        from bench.core.prediction_folders import TASKS, folder_tasks
 
         if not root.is_dir():  # load() says so; until then the format's usual tasks
             return (["localize", "explain"] if fmt == "legion" else ["localize"]), {}
@@ -100,20 +102,23 @@ class PredictionsAdapter(Adapter):
             return root
         raise SampleError(str(sub), f"no prediction folder for condition {condition!r}")
 
-    def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
-        from bench.prediction_folders import read_legion_prediction, read_native_prediction
+    def read(self, sample_id: str, file_name: str, hw: tuple[int, int], condition: str = "clean") -> Prediction:
+        """One sample's prediction under ``condition`` at size ``hw``; SampleError naming the
+        file (and line) when it is missing or bad. A LEGION folder requires explanation.json
+        when the adapter explains, unless config ``require_explanation`` says otherwise."""
+        from bench.core.prediction_folders import read_legion_prediction, read_native_prediction
 
+        folder = self.folder_for(condition)
+        if self.config.get("format", "native") == "legion":
+            need = self.config.get("require_explanation", "explain" in self.tasks)
+            return read_legion_prediction(folder, file_name, hw, require_explanation=bool(need))
+        return read_native_prediction(folder, sample_id, file_name, hw, tasks=self.tasks)
+
+    def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
         out: list[Prediction] = []
         for item in batch:
-            hw = tuple(item.image.shape[:2])
             try:
-                folder = self.folder_for(item.condition)
-                if self.config.get("format", "native") == "legion":
-                    pred = read_legion_prediction(folder, item.file_name, hw,
-                                                  require_explanation="explain" in self.tasks)
-                else:
-                    pred = read_native_prediction(folder, item.sample_id, item.file_name, hw,
-                                                  tasks=self.tasks)
+                pred = self.read(item.sample_id, item.file_name, tuple(item.image.shape[:2]), item.condition)
             except SampleError as exc:  # names the file (and line): "<file>[:<line>]: <problem>"
                 pred = failed_prediction(str(exc))
             out.append(pred)

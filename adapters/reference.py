@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from bench.adapters import register_adapter
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 _TASKS = frozenset({"detect", "localize"})
 

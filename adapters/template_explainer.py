@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.adapters import register_adapter
 from bench.errors import SampleError
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 SIGNALS = ("both", "noise", "ela")
 #: Signal name -> (function name in bench.adapters.forensic, noun, why it matters) for the words.

@@ -49,7 +49,7 @@ from bench.adapters._util import (
     AdapterLoadError, existing_path, load_state_dict_strict, load_torch_checkpoint, repo_imports,
     resolve_device, sha256_path,
 )
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 
 def trufor_preprocess(image: np.ndarray) -> np.ndarray:

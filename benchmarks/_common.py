@@ -32,8 +32,8 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # `python benchmarks/x.py` from anywhere: the repo is importable
     sys.path.insert(1, str(REPO))
 
-from bench.registry import ADAPTERS, DATASETS  # noqa: E402
-from bench.types import FAKE, REAL, Adapter, Dataset, ModelInput, Prediction, Region, Sample  # noqa: E402
+from bench.core.registry import ADAPTERS, DATASETS  # noqa: E402
+from bench.core.types import FAKE, REAL, Adapter, Dataset, ModelInput, Prediction, Region, Sample  # noqa: E402
 
 #: LEGION-style localization + detection metrics (no text metrics: the adapters here do not explain)
 LOC_METRICS = ["miou", "f1"]
@@ -408,7 +408,7 @@ def run_demo_harness(root: Path, options: dict, workers: int, out: Path, gallery
                      adapter_config: dict | None = None) -> dict:
     """``run_suite`` on the demo images in ``root``; returns its wall time, the run's timing
     block and the per-condition metric values. The cache is ``$BENCH_CACHE/predictions``."""
-    from bench.runner import RunOptions, run_suite
+    from bench.engine.runner import RunOptions, run_suite
 
     name = adapter or empty_adapter_name()
     t0 = time.perf_counter()

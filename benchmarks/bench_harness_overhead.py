@@ -64,7 +64,7 @@ def run_floor(root: Path, options: dict, workers: int) -> dict:
     import numpy as np
 
     from bench.metrics.localization import f1, miou
-    from bench.registry import create_dataset
+    from bench.core.registry import create_dataset
     from bench.perturbations.presets import preset_conditions
 
     t0 = time.perf_counter()

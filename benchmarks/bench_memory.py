@@ -34,7 +34,7 @@ import _common  # noqa: E402
 
 
 def child(n: int, side: int, perturb: str | None, workers: int, work: Path, gallery: int) -> dict:
-    from bench.runner import RunOptions, run_suite
+    from bench.engine.runner import RunOptions, run_suite
 
     base = (_common.proc_status_kib("self", "VmRSS") or 0) / 1024.0
     suite = _common.small_suite(n, side, perturb)
@@ -76,7 +76,7 @@ def main() -> None:
                           f"3 fake : 1 real, in {args.work / f'small-{args.side}'}",
                    conditions=perturb or "clean", adapter=_common.empty_adapter_name(),
                    workers=args.workers)
-    from bench.registry import create_dataset
+    from bench.core.registry import create_dataset
 
     t0 = time.perf_counter()
     create_dataset("bench-small", data_root=args.work, n=max(n1, n2), side=args.side).samples()  # write once

@@ -4,7 +4,7 @@
         [--threads N]
 
 Without --image a synthetic photo-like RGB image (smooth gradients, shapes, sensor-like noise)
-is used. Decode figures are for ``bench.imageio.decode_image`` on in-memory PNG and JPEG
+is used. Decode figures are for ``bench.io.imageio.decode_image`` on in-memory PNG and JPEG
 (quality 90) bytes of that image; each perturbation is timed through ``apply_condition``
 (generator derivation included) over the ``legion`` and ``imagenet-c`` presets plus resize and
 the compatibility JPEG. Times are medians over --repeats runs, one image at a time, in one
@@ -26,8 +26,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.conditions import Condition  # noqa: E402
-from bench.imageio import decode_image  # noqa: E402
+from bench.core.conditions import Condition  # noqa: E402
+from bench.io.imageio import decode_image  # noqa: E402
 from bench.perturbations import PRESETS, apply_condition, perturbation_provenance  # noqa: E402
 
 

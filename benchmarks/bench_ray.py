@@ -40,11 +40,11 @@ def child(args, executor: str) -> dict:
     ray_init_s = None
     workers = 1
     if executor == "ray":
-        from bench.executors.ray_executor import _ensure_ray
+        from bench.engine.executors.ray import ensure_ray
 
         workers = 2
         t0 = time.perf_counter()
-        _ensure_ray(None, workers)  # the same call run_suite makes; timed on its own
+        ensure_ray(None, workers)  # the same call run_suite makes; timed on its own
         ray_init_s = time.perf_counter() - t0
     perturb = None if args.perturb == "none" else args.perturb
     res = _common.run_demo_harness(root, options, workers, args.work / "out" / f"ray-{executor}", args.gallery,

@@ -27,32 +27,33 @@ import _common  # noqa: E402
 #: (label, indent, file suffix, function name[, only when called from this function]):
 #: cumulative time of that function
 STAGES: list[tuple] = [
-    ("run_suite (total)", 0, "bench/runner.py", "run_suite"),
-    ("dataset: open + load annotations", 1, "bench/runner.py", "open_dataset"),
-    ("infer phase", 1, "bench/runner.py", "_infer"),
-    ("image sha256 (memoised in SQLite)", 2, "bench/cache.py", "image_sha256"),
-    ("cache.status (stat calls)", 2, "bench/cache.py", "status"),
-    ("decode images", 2, "bench/types.py", "load_image", "infer_shard"),
+    ("run_suite (total)", 0, "bench/engine/runner.py", "run_suite"),
+    ("dataset: open + load annotations", 1, "bench/engine/plan.py", "open_dataset"),
+    ("infer phase", 1, "bench/engine/runner.py", "_infer"),
+    ("image sha256 (memoised in SQLite)", 2, "bench/engine/cache.py", "image_sha256"),
+    ("cache.status (stat calls)", 2, "bench/engine/cache.py", "status"),
+    ("decode images", 2, "bench/core/types.py", "load_image", "model_inputs"),
     ("perturbations (apply_condition)", 2, "perturbations/__init__.py", "apply_condition"),
-    ("adapter predict + validate + cache write (flush)", 2, "bench/inference.py", "flush"),
-    ("cache.put", 3, "bench/cache.py", "put"),
+    ("adapter predict + validate + cache write (flush)", 2, "bench/engine/inference.py", "flush"),
+    ("cache.put", 3, "bench/engine/cache.py", "put"),
     ("np.savez_compressed", 4, "numpy/lib/_npyio_impl.py", "savez_compressed"),
     ("os.fsync", 4, "~", "<built-in method posix.fsync>"),
-    ("SQLite index insert", 4, "bench/cache.py", "_index"),
-    ("score phase (rows)", 1, "bench/runner.py", "_score"),
-    ("cache.touch (SQLite UPDATE)", 2, "bench/cache.py", "touch"),
-    ("cache.get (np.load)", 2, "bench/cache.py", "get", "fetch"),
-    ("ground-truth masks", 2, "bench/types.py", "load_mask"),
+    ("SQLite index insert", 4, "bench/engine/cache.py", "_index"),
+    ("score phase (rows)", 1, "bench/engine/scoring.py", "score_jobs"),
+    ("cache.touch (SQLite UPDATE)", 2, "bench/engine/cache.py", "touch"),
+    ("cache.get (np.load)", 2, "bench/engine/cache.py", "get", "fetch"),
+    ("ground-truth masks", 2, "bench/core/types.py", "load_mask"),
     ("confusion counts", 2, "bench/metrics/localization.py", "confusion_counts"),
-    ("metric columns + aggregates", 1, "bench/runner.py", "score_frame"),
-    ("bootstrap intervals", 2, "bench/stats.py", "bootstrap_mean_ci"),
-    ("bootstrap intervals (ROC-AUC etc.)", 2, "bench/stats.py", "bootstrap_stat_ci"),
-    ("results.json (build_results)", 1, "bench/runner.py", "build_results"),
-    ("dataset fingerprint", 2, "bench/types.py", "fingerprint"),
-    ("samples.parquet", 1, "bench/scoring.py", "write_parquet"),
-    ("gallery", 1, "bench/gallery.py", "write_gallery"),
-    ("cache.get (np.load)", 2, "bench/cache.py", "get", "write_gallery"),
-    ("decode images", 2, "bench/types.py", "load_image", "write_gallery"),
+    ("metric columns + aggregates", 1, "bench/engine/scoring.py", "add_metric_columns"),
+    ("per-condition aggregates", 1, "bench/engine/scoring.py", "aggregate"),
+    ("bootstrap intervals", 2, "bench/metrics/stats.py", "bootstrap_mean_ci"),
+    ("bootstrap intervals (ROC-AUC etc.)", 2, "bench/metrics/stats.py", "bootstrap_stat_ci"),
+    ("results.json (build_results)", 1, "bench/results/writer.py", "build_results"),
+    ("dataset fingerprint", 2, "bench/core/types.py", "fingerprint"),
+    ("results.json + samples.parquet", 1, "bench/results/writer.py", "write_run"),
+    ("gallery", 1, "bench/engine/gallery.py", "write_gallery"),
+    ("cache.get (np.load)", 2, "bench/engine/cache.py", "get", "write_gallery"),
+    ("decode images", 2, "bench/core/types.py", "load_image", "write_gallery"),
     ("imports during the run", 1, "<frozen importlib._bootstrap>", "_find_and_load"),
 ]
 
@@ -76,7 +77,7 @@ def stage_times(stats: pstats.Stats) -> list[tuple[str, int, float, int]]:
 
 
 def profile_run(suite, root: Path, out: Path, name: str) -> tuple[pstats.Stats, float, dict]:
-    from bench.runner import RunOptions, run_suite
+    from bench.engine.runner import RunOptions, run_suite
 
     opts = RunOptions(out_dir=out, data_root=root, workers=1, progress=False)
     prof = cProfile.Profile()
@@ -121,7 +122,7 @@ def main() -> None:
             if line.strip():
                 print("   " + line)
     print("\nnote: with workers > 1 the pool's processes are spawned once per run and each imports"
-          " bench.inference and bench.scoring (not seen here); see bench_harness_overhead.py.")
+          " bench.engine.inference and bench.engine.scoring (not seen here); see bench_harness_overhead.py.")
 
 
 if __name__ == "__main__":

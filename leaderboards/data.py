@@ -6,7 +6,7 @@ Rules (the leaderboard shows files written by others):
   or executed;
 - every file opened lies inside the results folder after resolving symlinks;
 - no text from a result becomes a path: run folders are found by listing the folder, and
-  gallery file names must match :data:`bench.publish.SAFE_COMPONENT` before use.
+  gallery file names must match :data:`bench.results.publish.SAFE_COMPONENT` before use.
 
 A results folder may be the published layout ``<root>/<suite>/<run>/results.json``, a folder of
 runs ``<root>/<run>/results.json`` (``bench run --out``), or a single run folder.
@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.publish import (
+from bench.results.publish import (
     GALLERY_DIR, PUBLISH_FILE, RESULTS_FILE, SAMPLES_FILE, contained, is_safe_component,
     read_json, validate_results,
 )
 
 #: Thumbnails larger than this many bytes are not decoded.
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
-#: Thumbnails are at most this many pixels on the longest side (bench/gallery.py: THUMB = 384); a little slack.
+#: Thumbnails are at most this many pixels on the longest side (bench/engine/gallery.py: THUMB = 384); a little slack.
 MAX_THUMB_SIDE = 1024
 
 

@@ -51,8 +51,8 @@ LOWER_IS_STRONGER = frozenset({"quality", "scale"})
 
 def metric_info(name: str) -> dict[str, Any]:
     """task, higher_is_better and description of a metric from the metric registry
-    (``bench.registry.METRICS``); an unknown (plugin) metric gets neutral defaults."""
-    from bench.registry import METRICS
+    (``bench.core.registry.METRICS``); an unknown (plugin) metric gets neutral defaults."""
+    from bench.core.registry import METRICS
 
     try:
         spec = METRICS.get(name)
@@ -65,7 +65,7 @@ def metric_info(name: str) -> dict[str, Any]:
 
 def metric_definitions() -> pd.DataFrame:
     """Every registered metric with its definition (``.obj.description``)."""
-    from bench.registry import METRICS
+    from bench.core.registry import METRICS
 
     rows = []
     for e in METRICS.entries():

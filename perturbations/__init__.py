@@ -2,7 +2,7 @@
 
 A perturbation is a function ``fn(image, *, rng, **params) -> image``: RGB uint8 H x W x 3 in,
 RGB uint8 of the same size out. ``rng`` is a ``numpy.random.Generator`` derived from
-(suite seed, sample id, condition key) only (see ``bench.conditions.rng_for``); deterministic
+(suite seed, sample id, condition key) only (see ``bench.core.conditions.rng_for``); deterministic
 perturbations ignore it. Register with ``@register_perturbation("name", params={...})``.
 
 Also exported: ``canonical_condition`` (check a condition, canonical parameter types),
@@ -17,8 +17,8 @@ if __name__ != "bench.perturbations":  # this folder is the sub-package bench.pe
 
 import numpy as np
 
-from bench.conditions import Condition, rng_for
-from bench.registry import PERTURBATIONS, register_perturbation  # noqa: F401
+from bench.core.conditions import Condition, rng_for
+from bench.core.registry import PERTURBATIONS, register_perturbation  # noqa: F401
 
 
 def apply_condition(image: np.ndarray, condition: Condition, *, suite_seed: int, sample_id: str) -> np.ndarray:
@@ -43,4 +43,3 @@ from bench.perturbations import builtin  # noqa: E402,F401
 from bench.perturbations.params import canonical_condition  # noqa: E402,F401
 from bench.perturbations.presets import PRESETS, preset_conditions, severity_of  # noqa: E402,F401
 from bench.perturbations.provenance import perturbation_provenance  # noqa: E402,F401
-from bench.perturbations.robustness import format_robustness_table, robustness_summary  # noqa: E402,F401

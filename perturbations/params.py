@@ -4,7 +4,7 @@ Each built-in perturbation declares its parameters with :class:`Param`; the
 :func:`perturbation` decorator wraps it so that every call checks the parameters (unknown
 names, missing ones, wrong types, out-of-range values raise ``ValueError`` naming the
 perturbation and the parameter) and the image (RGB uint8 H x W x 3), then registers it in
-``bench.registry.PERTURBATIONS`` with ``params``, ``stochastic`` and ``summary`` info.
+``bench.core.registry.PERTURBATIONS`` with ``params``, ``stochastic`` and ``summary`` info.
 
 :func:`canonical_condition` checks a whole condition before a run starts and gives every
 parameter its declared type (``sigma=1`` -> ``sigma=1.0``), so one condition has one key —
@@ -21,8 +21,8 @@ from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 
-from bench.conditions import Condition, Step
-from bench.registry import PERTURBATIONS, register_perturbation
+from bench.core.conditions import Condition, Step
+from bench.core.registry import PERTURBATIONS, register_perturbation
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def perturbation(
             p = validate(given)
             check_image(name, image)
             if stochastic and rng is None:
-                raise ValueError(f"perturbation {name!r} is stochastic and needs rng (see bench.conditions.rng_for)")
+                raise ValueError(f"perturbation {name!r} is stochastic and needs rng (see bench.core.conditions.rng_for)")
             return fn(image, rng=rng, **p)
 
         wrapper.validate = validate  # type: ignore[attr-defined]

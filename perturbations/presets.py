@@ -17,7 +17,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from bench.conditions import Condition, Step
+from bench.core.conditions import Condition, Step
 from bench.errors import UnknownNameError
 
 

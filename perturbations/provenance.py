@@ -24,7 +24,7 @@ def perturbation_provenance() -> dict[str, Any]:
 
     ``jpeg``, ``gaussian_blur`` and ``resize`` run in OpenCV (its bundled libjpeg for JPEG);
     ``gaussian_noise`` uses NumPy's PCG64 ``Generator.standard_normal`` (float32); images are
-    decoded with Pillow (``bench.imageio``). Albumentations is not used.
+    decoded with Pillow (``bench.io.imageio``). Albumentations is not used.
     """
     return {
         "numpy": np.__version__,

@@ -27,7 +27,7 @@ BASE_PROTOCOL = {
 
 
 def condition_entry(key: str) -> dict[str, Any]:
-    from bench.conditions import Condition
+    from bench.core.conditions import Condition
 
     c = Condition.parse(key)
     return {"key": c.key, "perturbation": c.perturbation, "params": c.params}

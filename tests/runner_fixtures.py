@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.registry import ADAPTERS, DATASETS
-from bench.types import FAKE, REAL, Adapter, Dataset, Prediction, Region, Sample
+from bench.core.registry import ADAPTERS, DATASETS
+from bench.core.types import FAKE, REAL, Adapter, Dataset, Prediction, Region, Sample
 
 #: polygon of every fake image (x1, y1, ...): a 30 x 20 rectangle at (10, 8)
 POLY = (10.0, 8.0, 40.0, 8.0, 40.0, 28.0, 10.0, 28.0)

@@ -18,8 +18,8 @@ from bench.datasets import demo
 from bench.errors import SampleError
 from bench.metrics.detection import det_auc
 from bench.metrics.localization import confusion_counts, f1, fp_area, miou
-from bench.registry import ADAPTERS, create_adapter, create_dataset
-from bench.types import FAKE, ModelInput
+from bench.core.registry import ADAPTERS, create_adapter, create_dataset
+from bench.core.types import FAKE, ModelInput
 
 SIZES = [(37, 53), (256, 300), (301, 257)]
 

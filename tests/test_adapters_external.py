@@ -23,8 +23,8 @@ from bench.adapters.external import GenericExternalAdapter
 from bench.adapters.legion import LEGION_PROMPT, LegionAdapter
 from bench.adapters.predictions import PredictionsAdapter
 from bench.errors import BenchError, SampleError
-from bench.prediction_folders import read_legion_prediction, read_native_prediction
-from bench.types import ModelInput
+from bench.core.prediction_folders import read_legion_prediction, read_native_prediction
+from bench.core.types import ModelInput
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):

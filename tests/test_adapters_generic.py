@@ -20,7 +20,7 @@ from bench.adapters.generic import (
     seg_preprocess,
 )
 from bench.errors import BenchError
-from bench.types import ModelInput
+from bench.core.types import ModelInput
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 

@@ -23,7 +23,7 @@ from bench.adapters._util import AdapterLoadError
 from bench.adapters.hifinet import HifiNetAdapter, hifinet_preprocess
 from bench.adapters.pal4vst import Pal4vstAdapter, pal4vst_preprocess
 from bench.adapters.trufor import TruForAdapter, decode_unit_map_png, trufor_preprocess
-from bench.types import ModelInput
+from bench.core.types import ModelInput
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):

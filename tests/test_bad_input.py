@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from bench.cli import build_parser, main
-from bench.registry import ADAPTERS
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.registry import ADAPTERS
+from bench.core.types import Adapter, ModelInput, Prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,8 +46,8 @@ class SpyAdapter(Adapter):
     def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
         SpyAdapter.events.append("predict")
         if SpyAdapter.out_dir is not None:
-            from bench.outdir import RunLock
-            from bench.validate import InputError
+            from bench.engine.outdir import RunLock
+            from bench.core.validate import InputError
 
             try:
                 RunLock(SpyAdapter.out_dir).acquire().release()
@@ -228,7 +228,7 @@ def test_out_held_by_another_run(env, capsys):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from bench.outdir import RunLock
+            from bench.engine.outdir import RunLock
             lock = RunLock({str(env['out'])!r}, "bench run --suite demo (the first one)").acquire()
             print("locked", flush=True)
             sys.stdin.read()
@@ -276,9 +276,9 @@ def test_a_run_holds_its_lock_and_cleans_only_its_own_old_files(env, capsys):
 
 
 def test_api_limit_zero_is_refused(env):
-    from bench.runner import RunOptions, run_suite
+    from bench.engine.runner import RunOptions, run_suite
     from bench.suites import get_suite
-    from bench.validate import InputError
+    from bench.core.validate import InputError
 
     opts = RunOptions(out_dir=env["out"], data_root=env["data"], limit=0, workers=1, progress=False)
     with pytest.raises(InputError, match="--limit must be a positive integer"):

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 import runner_fixtures  # noqa: F401  (registers the test dataset and adapters)
-from bench.cache import PredictionCache, prediction_key
-from bench.types import Prediction
+from bench.engine.cache import PredictionCache, prediction_key
+from bench.core.types import Prediction
 
 TESTS = Path(__file__).resolve().parent
 
@@ -168,7 +168,7 @@ def test_torn_entry_counts_as_missing_and_is_dropped(tmp_path):
 
 
 def test_bootstrap_blocks_are_the_one_shot_stream():
-    from bench.stats import bootstrap_indices, iter_bootstrap_indices
+    from bench.metrics.stats import bootstrap_indices, iter_bootstrap_indices
 
     for n in (5, 97, 1234):
         blocks = np.concatenate(list(iter_bootstrap_indices(n, 250, seed=4, chunk=100)))

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench import adapter_check
-from bench.adapter_check import check_adapter, parse_config_pairs, synthetic_inputs
+from bench.engine import adapter_check
+from bench.engine.adapter_check import check_adapter, parse_config_pairs, synthetic_inputs
 from bench.cli import main
 from bench.errors import BenchError
-from bench.registry import ADAPTERS
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.registry import ADAPTERS
+from bench.core.types import Adapter, ModelInput, Prediction
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.claims import load_claims, verify_claims
+from bench.results.claims import load_claims, verify_claims
 from bench.cli import main
-from bench.compare import compare_runs, find_runs, load_run
+from bench.results.compare import compare_runs, find_runs, load_run
 from bench.errors import BenchError
 from bench.metrics.detection import det_auc
-from bench.stats import bootstrap_mean_ci, bootstrap_stat_ci
+from bench.metrics.stats import bootstrap_mean_ci, bootstrap_stat_ci
 
 N = 60  # images per run: 45 fake, 15 real
 LABELS = np.array([0 if i % 4 == 0 else 1 for i in range(N)])

@@ -16,7 +16,7 @@ from bench.cli import main
 from bench.datasets import fetch as fetch_mod
 from bench.datasets.verify import check_data_available
 from bench.errors import BenchError, DataMissingError
-from bench.registry import create_dataset
+from bench.core.registry import create_dataset
 
 
 @pytest.fixture(autouse=True)

@@ -21,8 +21,8 @@ from PIL import Image
 
 from bench.datasets import demo
 from bench.errors import BenchError
-from bench.registry import DATASETS, create_dataset
-from bench.types import FAKE, REAL
+from bench.core.registry import DATASETS, create_dataset
+from bench.core.types import FAKE, REAL
 
 N_FAKE, N_REAL = 16, 6
 HEAD = "Upon examining the image. I have found: "

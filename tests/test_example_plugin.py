@@ -58,8 +58,8 @@ def test_plugin_passes_check_adapter(installed):
 def test_plugin_outputs(installed):
     code = textwrap.dedent('''
         import numpy as np
-        from bench.registry import create_adapter
-        from bench.types import ModelInput
+        from bench.core.registry import create_adapter
+        from bench.core.types import ModelInput
         a = create_adapter("example-highpass", radius=1.5)
         a.load("cpu")
         flat = np.full((20, 30, 3), 90, np.uint8)

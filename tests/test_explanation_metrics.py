@@ -13,9 +13,9 @@ from rouge_score import rouge_scorer, tokenizers
 from bench.errors import BenchError
 from bench.metrics import explanation as ex
 from bench.metrics import get_metric
-from bench.text_prep import (REFERENCE_FIELDS, TEXT_CLEANINGS, clean_legion_output, clean_texts, get_cleaning,
+from bench.metrics.text_prep import (REFERENCE_FIELDS, TEXT_CLEANINGS, clean_legion_output, clean_texts, get_cleaning,
                              reference_text)
-from bench.types import Region, Sample
+from bench.core.types import Region, Sample
 
 WORDS = ("the man's hand has six fingers and a twisted thumb running jumps jumped shadows shadow "
          "distorted distortion perspective lighting reflection mirror windows window upper left right "
@@ -269,7 +269,7 @@ def test_absent_css_model_is_recorded_as_not_computed_and_the_rest_is_scored(tmp
     import pandas as pd
 
     from bench.metrics import MetricUnavailable
-    from bench.scoring import add_metric_columns, aggregate, not_computed
+    from bench.engine.scoring import add_metric_columns, aggregate, not_computed
 
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -18,12 +18,12 @@ import pytest
 from PIL import Image
 
 import runner_fixtures  # noqa: F401  (registers the tiny dataset and the test adapters)
-from bench import report
+from bench.results import report
 from bench.cli import main
-from bench.registry import ADAPTERS
-from bench.runner import RunOptions, run_suite
+from bench.core.registry import ADAPTERS
+from bench.engine.runner import RunOptions, run_suite
 from bench.suites import Suite
-from bench.types import Adapter, Prediction
+from bench.core.types import Adapter, Prediction
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_CSS = "sentence-transformers/paraphrase-MiniLM-L6-v2"
@@ -488,12 +488,12 @@ def test_bench_run_cli_exit_status_and_summary(cache_env, capsys):
     """`bench run` through the command line; needs run.py to end with report.finish_runs."""
     import argparse
 
-    from bench.commands import run as run_cmd
+    from bench.cli import run as run_cmd
 
     sub = argparse.ArgumentParser().add_subparsers()
     run_cmd.add_parser(sub)
     if "--strict" not in sub.choices["run"].format_help():
-        pytest.skip("bench run has no --strict yet (bench/commands/run.py: see report.finish_runs)")
+        pytest.skip("bench run has no --strict yet (bench/cli/run.py: see report.finish_runs)")
     tmp = cache_env
     suite = tmp / "tiny.yaml"
     suite.write_text("name: tiny\nversion: 1\ndataset: tiny-test\ndataset_options: {n: 6}\nmetrics: [miou]\n"

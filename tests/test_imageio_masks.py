@@ -1,4 +1,4 @@
-"""Image decoding (bench/imageio.py) and mask rules (bench/masks.py: boxes, heatmaps).
+"""Image decoding (bench/io/imageio.py) and mask rules (bench/io/masks.py: boxes, heatmaps).
 
 References: PIL's own ``convert("RGB")`` for 8-bit modes; numpy for 16-bit (PIL's I;16 -> L
 clips at 255 instead of scaling, so it is not the reference there); LEGION's LOKI rule
@@ -18,8 +18,8 @@ import pytest
 from PIL import Image, ImageFile
 
 from bench.errors import SampleError
-from bench.imageio import decode_image, image_size, load_binary_mask_png, max_pixels, verify_image
-from bench.masks import boxes_to_mask_inclusive, heatmap_to_mask
+from bench.io.imageio import decode_image, image_size, load_binary_mask_png, max_pixels, verify_image
+from bench.io.masks import boxes_to_mask_inclusive, heatmap_to_mask
 
 
 def save(img: Image.Image, path: Path, fmt: str = "PNG", **kw) -> Path:
@@ -34,7 +34,7 @@ def pil_rgb(path: Path) -> np.ndarray:
 
 @pytest.fixture(autouse=True)
 def _restore_pillow_limit(monkeypatch):
-    """bench.imageio sets Pillow's process-wide limit from BENCH_MAX_PIXELS: put it back so a
+    """bench.io.imageio sets Pillow's process-wide limit from BENCH_MAX_PIXELS: put it back so a
     small test limit never leaks into other tests in this worker."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
 

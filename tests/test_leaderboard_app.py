@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from bench.publish import publish
+from bench.results.publish import publish
 from bench.leaderboards import data as D
 from bench.leaderboards import tables as T
 from results_fixtures import make_run
@@ -394,7 +394,7 @@ def test_failed_sample_shows_error(app) -> None:
 # -- Protocol page --------------------------------------------------------------------------
 
 def test_protocol_page(app, results: Path) -> None:
-    from bench.registry import METRICS
+    from bench.core.registry import METRICS
 
     at = app("protocol", query={"run": "demo/gamma__r-gamma"})
     defs = tables(at)[0].set_index("metric")
@@ -586,7 +586,7 @@ def test_every_page_on_a_real_demo_run(demo_results: Path, monkeypatch) -> None:
 
 def test_leaderboard_command(tmp_path: Path, capsys) -> None:
     from bench.cli import main
-    from bench.commands.leaderboard import app_path, streamlit_argv
+    from bench.cli.leaderboard import app_path, streamlit_argv
 
     assert main(["leaderboard", "--results", str(tmp_path / "nope")]) == 2
     assert "results folder" in capsys.readouterr().err

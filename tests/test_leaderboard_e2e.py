@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.publish import publish
+from bench.results.publish import publish
 from results_fixtures import make_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or \

@@ -40,7 +40,7 @@ from bench.datasets.loki import Loki
 from bench.datasets.synthscars import SynthScars
 from bench.errors import SampleError
 from bench.metrics.localization import confusion_counts, f1, iou_fg, miou
-from bench.types import Sample
+from bench.core.types import Sample
 from helpers import shared_real_file
 
 LEGION_ENV = "BENCH_LEGION_EVAL_REPO"

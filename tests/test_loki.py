@@ -14,10 +14,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bench.errors import BenchError, DataMissingError, SampleError
-from bench.imageio import image_size, load_binary_mask_png, write_png
+from bench.io.imageio import image_size, load_binary_mask_png, write_png
 from bench.metrics.localization import confusion_counts, f1, miou
-from bench.registry import DATASETS, create_dataset
-from bench.text_clean import LOKI_CLEANING, clean_loki_text
+from bench.core.registry import DATASETS, create_dataset
+from bench.datasets.text_clean import LOKI_CLEANING, clean_loki_text
 from helpers import shared_real_file
 
 REAL_NAME = "loki_open_ended_vqa.json"
@@ -202,7 +202,7 @@ def test_prediction_equal_to_reference_scores_f1_one_on_every_image(real_root, t
 
 def test_box_rule_hand_worked():
     ds_boxes = [(0.5, 1.9, 2.2, 0.2)]  # cols int(0.5)=0 .. int(2.7)=2, rows int(1.9)=1 .. int(2.1)=2
-    from bench.types import Region, Sample
+    from bench.core.types import Region, Sample
 
     s = Sample(id="x", image_path=None, regions=tuple(Region(box=b) for b in ds_boxes), mask_rule="box_inclusive")
     expected = np.zeros((5, 5), bool)
@@ -391,7 +391,7 @@ def test_strict_option_and_fingerprint(tmp_path):
 
 
 def test_negative_box_also_refused_at_mask_time():
-    from bench.types import Region, Sample
+    from bench.core.types import Region, Sample
 
     s = Sample(id="x", image_path=Path("x.png"), regions=(Region(box=(1, 1, -2, 3)),), mask_rule="box_inclusive")
     with pytest.raises(SampleError, match="negative size"):
@@ -474,7 +474,7 @@ def test_suite_records_the_cleaning_version():
 
 def test_bench_score_end_to_end_on_an_id_subset(real_root, tmp_path):
     """`bench score --dataset loki` on LEGION-layout masks equal to the reference: F1 = 1 per image."""
-    pytest.importorskip("bench.commands.score")
+    pytest.importorskip("bench.cli.score")
     import pandas as pd
 
     from bench.cli import main

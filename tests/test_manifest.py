@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bench.errors import BenchError, DataMissingError, SampleError
-from bench.registry import DATASETS, create_dataset
+from bench.core.registry import DATASETS, create_dataset
 
 
 def write_manifest(path: Path, lines: list) -> Path:

@@ -20,7 +20,7 @@ from PIL import Image
 from bench.adapters._util import AdapterLoadError
 from bench.adapters.openai_chat import OpenAIChatAdapter
 from bench.errors import BenchError
-from bench.types import ModelInput
+from bench.core.types import ModelInput
 
 KEY = "sk-test-0123456789-SECRET"
 

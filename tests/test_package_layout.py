@@ -34,7 +34,7 @@ def test_every_builtin_adapter_module_registers():
     """Each built-in module is imported by bench.adapters (a broken one is an error, never
     silently absent) and registers at least one adapter defined in it."""
     import bench.adapters as pkg
-    from bench.registry import ADAPTERS
+    from bench.core.registry import ADAPTERS
 
     modules = {e.obj.__module__ for e in ADAPTERS.entries() if e.source == "built-in"}
     assert modules == {f"bench.adapters.{m}" for m in pkg.BUILTIN_MODULES}

@@ -23,11 +23,12 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 import bench.perturbations as P
+from bench.results.robustness import format_robustness_table, robustness_summary
 from bench.cli import main as bench_main
-from bench.conditions import Condition
+from bench.core.conditions import Condition
 from bench.errors import UnknownNameError
-from bench.imageio import decode_image
-from bench.registry import PERTURBATIONS
+from bench.io.imageio import decode_image
+from bench.core.registry import PERTURBATIONS
 from bench.perturbations.blur import kernel_for_sigma, opencv_sigma_for_kernel
 from bench.perturbations.jpeg import encode_jpeg
 from bench.perturbations.resize import downscaled_size
@@ -235,7 +236,7 @@ _CHILD = textwrap.dedent(
     """
     import hashlib, json, sys
     import numpy as np
-    from bench.conditions import Condition
+    from bench.core.conditions import Condition
     from bench.perturbations import apply_condition
     img = np.full((64, 48, 3), 128, np.uint8); img[:, ::2] = 60
     out = {}
@@ -408,7 +409,7 @@ def test_severity_of():
 
 # ---------------------------------------------------------------------------------- robustness
 def test_robustness_summary_hand_worked():
-    s = P.robustness_summary({
+    s = robustness_summary({
         "clean": {"miou": 0.50, "f1": 0.40, "fp_area": 0.10},
         "jpeg(quality=50)": {"miou": 0.45, "f1": 0.40, "fp_area": 0.15},
         "jpeg(quality=35)": {"miou": 0.40, "f1": 0.30, "fp_area": 0.20},
@@ -439,7 +440,7 @@ def test_robustness_summary_hand_worked():
     assert fam["gaussian_blur(kernel)"]["metrics"]["f1"] == {"value": None, "drop_abs": None, "drop_rel": None, "n": 0}
     assert fam["gaussian_blur(sigma)"]["metrics"]["miou"]["drop_rel"] == pytest.approx(0.5)
 
-    table = P.format_robustness_table(s)
+    table = format_robustness_table(s)
     line = next(ln for ln in table.splitlines() if ln.startswith("jpeg(quality=35)"))
     assert line.split()[1:] == ["40.00", "+10.00", "+20.0%", "30.00", "+10.00", "+25.0%", "20.00", "+10.00", "+100.0%"]
     fam_line = next(ln for ln in table.splitlines() if ln.startswith("jpeg(quality) mean of 2"))
@@ -447,13 +448,13 @@ def test_robustness_summary_hand_worked():
 
 
 def test_robustness_direction_from_metric_registry():
-    s = P.robustness_summary({"clean": {"fp_area": 0.1, "miou": 0.5}, "jpeg(quality=50)": {"fp_area": 0.3, "miou": 0.4}})
+    s = robustness_summary({"clean": {"fp_area": 0.1, "miou": 0.5}, "jpeg(quality=50)": {"fp_area": 0.3, "miou": 0.4}})
     assert s["higher_is_better"] == {"fp_area": False, "miou": True}
     assert s["conditions"]["jpeg(quality=50)"]["fp_area"]["drop_abs"] == pytest.approx(0.2)
 
 
 def test_robustness_summary_without_clean():
-    s = P.robustness_summary({"jpeg(quality=50)": {"miou": 0.4}}, higher_is_better={})
+    s = robustness_summary({"jpeg(quality=50)": {"miou": 0.4}}, higher_is_better={})
     assert s["clean"] is None
     assert s["conditions"]["jpeg(quality=50)"]["miou"] == {"value": 0.4, "drop_abs": None, "drop_rel": None}
 

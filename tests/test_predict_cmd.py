@@ -1,4 +1,4 @@
-"""`bench predict` and the mask overlays (bench/overlay.py)."""
+"""`bench predict` and the mask overlays (bench/io/overlay.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from sklearn.metrics import f1_score, jaccard_score
 
-from bench import overlay as O
+from bench.io import overlay as O
 from bench.cli import main
-from bench.registry import ADAPTERS
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.registry import ADAPTERS
+from bench.core.types import Adapter, ModelInput, Prediction
 
 H, W = 40, 60
 GT_BOX = (slice(10, 30), slice(10, 40))      # rows, cols of the ground truth

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import publish as P
+from bench.results import publish as P
 from bench.cli import main
 from results_fixtures import FP, edit_results, make_run
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import runner_fixtures  # noqa: F401
-from bench.runner import RunOptions, run_suite
+from bench.engine.runner import RunOptions, run_suite
 from bench.suites import Suite
 
 ray = pytest.importorskip("ray")

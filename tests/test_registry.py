@@ -9,12 +9,12 @@ from importlib.metadata import EntryPoint
 import numpy as np
 import pytest
 
-import bench.registry as registry
+import bench.core.registry as registry
 from bench.cli import main
 from bench.errors import BenchError
 from bench.metrics import MetricSpec
-from bench.registry import ADAPTERS, DATASETS, METRICS, PERTURBATIONS, SUITES, Registry
-from bench.types import Adapter, Prediction
+from bench.core.registry import ADAPTERS, DATASETS, METRICS, PERTURBATIONS, SUITES, Registry
+from bench.core.types import Adapter, Prediction
 
 
 class Named(Adapter):
@@ -33,11 +33,11 @@ class Nameless(Adapter):
 
 
 def _adapter_registry(*modules: str) -> Registry:
-    return Registry("adapter", modules, form="class", base="bench.types:Adapter")
+    return Registry("adapter", modules, form="class", base="bench.core.types:Adapter")
 
 
 def _fake_entry_points(monkeypatch, group: str, *eps: tuple[str, str], dist: str = "fake-dist") -> None:
-    """``bench.registry.entry_points`` answers ``eps`` (name, value) for ``group``, from a
+    """``bench.core.registry.entry_points`` answers ``eps`` (name, value) for ``group``, from a
     distribution called ``dist``, and nothing for other groups."""
     made = []
     for name, value in eps:
@@ -54,12 +54,12 @@ def test_adapters_refuse_anything_but_an_adapter_subclass(obj):
     with pytest.raises(TypeError) as err:
         ADAPTERS.add("x", obj)
     msg = str(err.value)
-    assert "adapter registry" in msg and "bench.types.Adapter" in msg and "\n" not in msg
+    assert "adapter registry" in msg and "bench.core.types.Adapter" in msg and "\n" not in msg
     assert "x" not in ADAPTERS
 
 
 def test_datasets_refuse_an_adapter():
-    with pytest.raises(TypeError, match=r"dataset registry.*subclass of bench\.types\.Dataset"):
+    with pytest.raises(TypeError, match=r"dataset registry.*subclass of bench\.core\.types\.Dataset"):
         DATASETS.add(Named.name, Named)
 
 
@@ -144,7 +144,7 @@ def test_entry_point_registers_a_matching_class(monkeypatch):
 def test_entry_point_of_the_wrong_type_is_an_error(monkeypatch):
     _fake_entry_points(monkeypatch, "bench.adapters", ("pi", "math:pi"))
     with pytest.raises(BenchError, match=r"adapter plugin 'pi' \(math:pi\) from distribution 'fake-dist'.*"
-                                         r"subclass of bench\.types\.Adapter"):
+                                         r"subclass of bench\.core\.types\.Adapter"):
         _adapter_registry().names()
 
 
@@ -197,7 +197,7 @@ def test_suite_entry_point_may_name_a_yaml_path(tmp_path, monkeypatch):
     mod.SUITE = str(path)
     monkeypatch.setitem(__import__("sys").modules, "bench_suite_plugin_d", mod)
     _fake_entry_points(monkeypatch, "bench.suites", ("mine", "bench_suite_plugin_d:SUITE"))
-    reg = Registry("suite", (), form="instance", base="bench.suites:Suite", coerce=registry._suite_from_path)
+    reg = Registry("suite", (), form="instance", base="bench.suites:Suite", coerce="bench.suites:suite_from_entry_point")
     suite = reg.get("mine")
     assert isinstance(suite, Suite) and suite.dataset == "demo"
     np.testing.assert_equal(reg.names(), ["mine"])

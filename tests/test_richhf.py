@@ -20,7 +20,7 @@ from bench.datasets import richhf as richhf_mod
 from bench.datasets.tfrecord_reader import iter_records, masked_crc32c, parse_example
 from bench.errors import BenchError, DataMissingError, SampleError
 from bench.metrics.localization import confusion_counts, f1
-from bench.registry import DATASETS, create_dataset
+from bench.core.registry import DATASETS, create_dataset
 
 tfrecord_writer = pytest.importorskip("tfrecord.writer")
 
@@ -361,11 +361,11 @@ def test_suite():
 def test_bench_score_end_to_end(root, tmp_path):
     """`bench score --dataset richhf` on LEGION-layout masks equal to heatmap > 0 (nearest
     resize, written independently): F1 = 1 on every image that has one; the missing image fails."""
-    pytest.importorskip("bench.commands.score")
+    pytest.importorskip("bench.cli.score")
     import pandas as pd
 
     from bench.cli import main
-    from bench.imageio import write_png
+    from bench.io.imageio import write_png
 
     pred = tmp_path / "pred"
     for k, uid in enumerate(UIDS[:3]):

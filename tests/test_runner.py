@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import runner_fixtures as rf
-from bench.runner import RunOptions, run_suite
+from bench.engine.runner import RunOptions, run_suite
 from bench.suites import Suite
 
 METRICS = ["miou", "f1", "iou_fg", "fp_area", "det_auc", "det_acc"]
@@ -212,10 +212,10 @@ def test_cache_key_changes_when_adapter_code_changes(tmp_path, monkeypatch):
     import importlib
     import sys
 
-    from bench import types as T
+    from bench.core import types as T
 
     mod = tmp_path / "my_adapter_mod.py"
-    src = ("import numpy as np\nfrom bench.types import Adapter, Prediction\n"
+    src = ("import numpy as np\nfrom bench.core.types import Adapter, Prediction\n"
            "class A(Adapter):\n    name = 'code-test'\n    tasks = frozenset({'localize'})\n"
            "    def predict(self, batch):\n        return [Prediction(mask=np.zeros(b.image.shape[:2], bool)) for b in batch]\n")
     mod.write_text(src)
@@ -232,7 +232,7 @@ def test_cache_key_changes_when_adapter_code_changes(tmp_path, monkeypatch):
 
 
 def test_identical_rerun_reuses_the_scored_table_and_a_protocol_change_rescores_only(env, monkeypatch):
-    import bench.scoring as scoring
+    import bench.engine.scoring as scoring
 
     tmp, log = env
     opts = dict(data_root=tmp / "data", workers=1, progress=False, gallery_size=0)

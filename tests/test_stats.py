@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bench.metrics.detection import det_auc
-from bench.stats import (bootstrap_indices, bootstrap_mean_ci, bootstrap_stat_ci, paired_bootstrap_diff,
+from bench.metrics.stats import (bootstrap_indices, bootstrap_mean_ci, bootstrap_stat_ci, paired_bootstrap_diff,
                          paired_bootstrap_stat_diff, unpaired_bootstrap_diff, unpaired_bootstrap_stat_diff)
 
 

@@ -21,8 +21,8 @@ from PIL import Image
 
 from bench.datasets.synthscars import SynthScars
 from bench.errors import BenchError, DataMissingError, SampleError
-from bench.registry import DATASETS, create_dataset
-from bench.types import FAKE, REAL
+from bench.core.registry import DATASETS, create_dataset
+from bench.core.types import FAKE, REAL
 from helpers import shared_real_file
 
 PRERELEASE = "synthscars_prerelease_val.json"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bench.adapters import template_explainer as te
-from bench.registry import ADAPTERS
-from bench.types import ModelInput
+from bench.core.registry import ADAPTERS
+from bench.core.types import ModelInput
 
 H, W = 90, 120
 

@@ -34,7 +34,7 @@ import pytest
 
 from bench.adapters._util import AdapterLoadError
 from bench.adapters.legion import FIXED_COMMIT, INFER_SCRIPT, LegionAdapter
-from bench.types import ModelInput
+from bench.core.types import ModelInput
 
 REPO_ENV = "BENCH_LEGION_REPO"
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from bench.adapters._util import AdapterLoadError, torchscript_devices
 from bench.adapters.pal4vst import Pal4vstAdapter, check_traced_device, pal4vst_preprocess
-from bench.types import ModelInput
+from bench.core.types import ModelInput
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 

@@ -115,8 +115,8 @@ def _write_images(folder: Path, sizes, seed: int) -> list[Path]:
 
 
 def _inputs(paths: list[Path]):
-    from bench.imageio import decode_image
-    from bench.types import ModelInput
+    from bench.io.imageio import decode_image
+    from bench.core.types import ModelInput
 
     return [ModelInput(sample_id=p.stem, image=decode_image(p), file_name=p.name) for p in paths]
 
@@ -208,7 +208,7 @@ def trufor_case(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trufor_adapter(trufor_case):
     """The adapter through the harness interface: registry name + config, ``load("cpu")``."""
-    from bench.registry import create_adapter
+    from bench.core.registry import create_adapter
 
     a = create_adapter("trufor", repo=str(trufor_case["repo"]))
     a.load("cpu")
@@ -260,7 +260,7 @@ def test_trufor_adapter_matches_official_trufor_test_py(trufor_case, trufor_adap
 
 
 def test_trufor_bad_input_fails_only_its_sample(trufor_case, trufor_adapter):
-    from bench.types import ModelInput
+    from bench.core.types import ModelInput
 
     a = trufor_adapter
     good = _inputs(trufor_case["images"][:1])[0]
@@ -447,7 +447,7 @@ def _pil_nearest(mask: np.ndarray, h: int, w: int) -> np.ndarray:
 def hifinet_adapter(hifinet_case):
     """The adapter through the harness interface, loaded with the test-only ``.cuda()`` bypass
     (needed while building only)."""
-    from bench.registry import create_adapter
+    from bench.core.registry import create_adapter
 
     a = create_adapter("hifinet", repo=str(hifinet_case["repo"]))
     with pytest.MonkeyPatch.context() as mp:
@@ -500,7 +500,7 @@ def test_hifinet_adapter_matches_official_hifi_net_api(hifinet_case, hifinet_ada
 
 
 def test_hifinet_bad_input_fails_only_its_sample(hifinet_case, hifinet_adapter):
-    from bench.types import ModelInput
+    from bench.core.types import ModelInput
 
     a = hifinet_adapter
     good = _inputs(hifinet_case["images"][:1])[0]
@@ -514,7 +514,7 @@ def test_hifinet_bad_input_fails_only_its_sample(hifinet_case, hifinet_adapter):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_hifinet_without_cuda_is_a_one_line_load_error(hifinet_case):
     from bench.adapters._util import AdapterLoadError
-    from bench.registry import create_adapter
+    from bench.core.registry import create_adapter
 
     a = create_adapter("hifinet", repo=str(hifinet_case["repo"]))
     with pytest.raises(AdapterLoadError, match="needs a CUDA GPU") as info:
@@ -538,7 +538,7 @@ def test_trufor_and_hifinet_one_after_another_in_one_process(trufor_case, hifine
     calls only, and a ``models`` module that was there before is back afterwards."""
     import types
 
-    from bench.registry import create_adapter
+    from bench.core.registry import create_adapter
 
     sentinel = types.ModuleType("models")
     monkeypatch.setitem(sys.modules, "models", sentinel)

@@ -81,7 +81,7 @@ _INLINE_COMMENT = re.compile(r"\s+#.*$")
 def read_id_list(path: Path | str) -> list[str]:
     """Ids from a text file: one per line, blank lines and ``#`` comments (a line starting
     with ``#``, or whitespace + ``#`` to the end of a line) ignored; order kept, repeats dropped."""
-    from bench.validate import read_text_file
+    from bench.core.validate import read_text_file
 
     text = read_text_file(path, "id list file", encoding="utf-8-sig")
     ids: list[str] = []

@@ -71,8 +71,8 @@ from PIL import Image
 
 from bench.datasets.synthscars import SynthScars
 from bench.errors import BenchError
-from bench.paths import cache_root
-from bench.registry import register_dataset
+from bench.io.paths import cache_root
+from bench.core.registry import register_dataset
 
 DEMO_VERSION = 2  # v1 was a development version
 DEFAULT_N_FAKE = 200

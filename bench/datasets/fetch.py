@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from bench.errors import BenchError
-from bench.paths import atomic_path
+from bench.io.paths import atomic_path
 
 
 @dataclass(frozen=True)

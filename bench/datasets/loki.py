@@ -11,14 +11,14 @@ never assumed): ``id``, ``image_path`` (``media_data/image/<file>``, relative to
 root), ``problems.global = [{desc}]``, ``problems.regional = [{region: [x, y, w, h], desc}]``
 with boxes in original-image pixels.
 
-Each record becomes one fake :class:`~bench.types.Sample`: id = the record ``id``; one
-:class:`~bench.types.Region` per regional entry (``box`` = (x, y, w, h), ``explanation`` = its
+Each record becomes one fake :class:`~bench.core.types.Sample`: id = the record ``id``; one
+:class:`~bench.core.types.Region` per regional entry (``box`` = (x, y, w, h), ``explanation`` = its
 cleaned desc); mask rule ``box_inclusive`` (LEGION: columns int(x)..int(x+w) and rows
 int(y)..int(y+h), both inclusive, clipped; union; a box wholly past an edge fills that edge's
 last column or row, as ``cv2.rectangle`` does in LEGION's code; a box reaching past the border
 gives the sample a ``geometry_clipped`` warning, a column of samples.parquet); reference =
 cleaned global desc(s) then cleaned regional descs, joined by one space
-(:func:`bench.text_clean.clean_loki_text`, version :data:`bench.text_clean.LOKI_CLEANING`,
+(:func:`bench.datasets.text_clean.clean_loki_text`, version :data:`bench.datasets.text_clean.LOKI_CLEANING`,
 recorded in ``meta["reference_cleaning"]``).
 
 Options: ``annotations=PATH`` (the JSON elsewhere), ``images=DIR`` (image files elsewhere,
@@ -45,10 +45,10 @@ from typing import Any, ClassVar
 
 from bench.datasets._files import is_number, json_type, read_id_list, read_json_text
 from bench.errors import BenchError, DataMissingError
-from bench.masks import parse_strict_option
-from bench.registry import register_dataset
-from bench.text_clean import LOKI_CLEANING, clean_loki_text, join_reference
-from bench.types import FAKE, Dataset, Region, Sample
+from bench.io.masks import parse_strict_option
+from bench.core.registry import register_dataset
+from bench.datasets.text_clean import LOKI_CLEANING, clean_loki_text, join_reference
+from bench.core.types import FAKE, Dataset, Region, Sample
 
 ANNOTATION_NAME = "open_ended_vqa.json"
 #: Where the annotation file is looked for, relative to the data root, in this order.

@@ -35,8 +35,8 @@ from typing import Any, ClassVar
 
 from bench.datasets._files import is_number, json_type
 from bench.errors import BenchError, DataMissingError
-from bench.registry import register_dataset
-from bench.types import FAKE, REAL, Dataset, Region, Sample
+from bench.core.registry import register_dataset
+from bench.core.types import FAKE, REAL, Dataset, Region, Sample
 
 MANIFEST_NAME = "manifest.jsonl"
 GEOMETRY_KEYS = ("mask", "polygons", "boxes")

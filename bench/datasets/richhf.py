@@ -19,7 +19,7 @@ for every row group, the JPEG columns only for row groups holding a wanted uid).
 
 Each record becomes one fake Sample: id = uid; mask rule ``heatmap`` with ``gt_heatmap_png`` =
 the encoded artifact map (decoded on demand to uint8 0-255): the mask is heatmap > 0 resized to the
-image with nearest neighbour (:func:`bench.masks.heatmap_to_mask`); reference None (the
+image with nearest neighbour (:func:`bench.io.masks.heatmap_to_mask`); reference None (the
 explanation is not scored on RichHF). The other seven features are in ``meta``
 (``misalignment_map_png`` keeps the encoded bytes).
 
@@ -32,18 +32,16 @@ goes on and logs how many images are missing with the first few uids.
 from __future__ import annotations
 
 import glob
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Iterable
 
-import numpy as np
-from PIL import Image
 
 from bench.errors import BenchError, DataMissingError
-from bench.registry import register_dataset
-from bench.types import FAKE, Dataset, Sample
+from bench.core.registry import register_dataset
+from bench.core.types import FAKE, Dataset, Sample
+from bench.io.imageio import decode_heatmap
 
 log = logging.getLogger(__name__)
 
@@ -169,23 +167,6 @@ def read_pickapic_parquet(path: Path, wanted: set[str]) -> dict[str, bytes]:
                 if isinstance(data, (bytes, bytearray)) and data:
                     found[uids[i]] = bytes(data)
     return found
-
-
-def decode_heatmap(data: bytes) -> np.ndarray:
-    """An encoded single-channel heatmap -> uint8 H x W (0-255, values as stored).
-
-    A multi-channel or palette image is converted with PIL's ``convert("L")`` (0 stays 0);
-    16-bit greyscale is refused rather than rescaled.
-    """
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        if img.mode == "L":
-            arr = np.asarray(img, dtype=np.uint8)
-        elif img.mode in ("1", "P", "LA", "RGB", "RGBA"):
-            arr = np.asarray(img.convert("L"), dtype=np.uint8)
-        else:
-            raise ValueError(f"unexpected heatmap image mode {img.mode!r} (expected 8-bit greyscale)")
-    return arr.copy()
 
 
 @register_dataset

@@ -12,11 +12,11 @@ only its base name is used), ``caption`` (the reference explanation) and ``refs`
 ``{sentence, explanation, bbox (null), segmentation}``, ``segmentation`` = list of flat
 ``[x1, y1, x2, y2, ...]`` float pixel polygons in the original image.
 
-Each record becomes one :class:`~bench.types.Sample`: id = the image file name (matched
+Each record becomes one :class:`~bench.core.types.Sample`: id = the image file name (matched
 EXACTLY by name, never by substring as LEGION's script did: "1.png" is not "11.png"),
-label fake, ``reference`` = caption, one :class:`~bench.types.Region` per ref, mask rule
+label fake, ``reference`` = caption, one :class:`~bench.core.types.Region` per ref, mask rule
 ``polygon`` (float -> int32 truncation, ``cv2.fillPoly``, union over refs; see
-:func:`bench.masks.polygons_to_mask`). Polygons reaching past the image border are filled
+:func:`bench.io.masks.polygons_to_mask`). Polygons reaching past the image border are filled
 clipped, as LEGION's ``generate_mask`` does, and the sample carries a ``geometry_clipped``
 warning (a column of samples.parquet); option ``strict=true`` refuses them instead.
 
@@ -33,7 +33,7 @@ copied through (to ``Sample.meta`` and ``Region.category``).
 
 Options: ``annotations=PATH`` replaces the annotation file (e.g. the pre-release file);
 ``images=DIR`` replaces the image folder; ``strict=true`` refuses polygons more than
-:data:`bench.masks.OUTSIDE_TOLERANCE` past the image border (the harness's former rule) instead
+:data:`bench.io.masks.OUTSIDE_TOLERANCE` past the image border (the harness's former rule) instead
 of clipping them like LEGION. Broken records are never dropped: they become
 Samples with ``error`` set, naming the annotation file and the annotation id.
 """
@@ -47,9 +47,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, ClassVar
 
 from bench.errors import BenchError, DataMissingError
-from bench.masks import parse_strict_option
-from bench.registry import register_dataset
-from bench.types import FAKE, REAL, Dataset, Region, Sample
+from bench.io.masks import parse_strict_option
+from bench.core.registry import register_dataset
+from bench.core.types import FAKE, REAL, Dataset, Region, Sample
 
 #: Both spellings of the annotation folder (the upstream README writes ``annoations``).
 ANNOTATION_DIRS = ("annotations", "annoations")
@@ -305,7 +305,7 @@ def _parse_ref(k: int, ref: Any) -> Region:
                 f"ref {k} polygon {j} is not a flat list of numbers [x1, y1, x2, y2, ...]"
             )
         # Point count, NaN and image bounds are checked when the mask is built (at the image's
-        # size) by bench.masks.polygons_to_mask, which raises SampleError naming the image.
+        # size) by bench.io.masks.polygons_to_mask, which raises SampleError naming the image.
         polygons.append(tuple(float(v) for v in poly))
     return Region(
         phrase=texts["sentence"] or "",

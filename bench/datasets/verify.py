@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import DataMissingError, SampleError
-from bench.imageio import decode_image, image_size, max_pixels, open_checked
-from bench.registry import create_dataset
-from bench.types import Dataset, Sample
+from bench.io.imageio import decode_image, image_size, max_pixels, open_checked
+from bench.core.registry import create_dataset
+from bench.core.types import Dataset, Sample
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal
 
 from bench.errors import BenchError
-from bench.registry import METRICS
+from bench.core.registry import METRICS
 
 MetricKind = Literal["pixel", "text", "detection"]
 

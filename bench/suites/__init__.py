@@ -18,18 +18,19 @@ Suite YAML keys::
 
 The format is the JSON Schema ``bench/suites/schema.json`` (types, ranges, allowed keys); a
 file that breaks it, is not valid YAML or gives a key twice is refused when it is read, in one
-line naming the file, the line and the key (:class:`bench.validate.InputError`). Names only the
+line naming the file, the line and the key (:class:`bench.core.validate.InputError`). Names only the
 registries know (dataset, metrics, preset, perturbations) are checked when a run starts.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.registry import SUITES
-from bench.validate import InputError, check_schema, load_yaml_file
+from bench.core.registry import SUITES
+from bench.core.validate import InputError, check_schema, load_yaml_file
 
 SUITE_DIR = Path(__file__).parent
 SCHEMA_PATH = SUITE_DIR / "schema.json"
@@ -92,6 +93,13 @@ def merge_protocol(base: dict[str, Any], override: dict[str, Any]) -> dict[str, 
     for k, v in override.items():
         out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def suite_from_entry_point(obj: Any) -> Any:
+    """What a ``bench.suites`` entry point names: a YAML path is read into a :class:`Suite`."""
+    if isinstance(obj, (str, os.PathLike)):
+        return Suite.from_yaml(obj)
+    return obj
 
 
 def _register_builtin() -> None:

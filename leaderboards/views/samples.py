@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from bench.overlay import overlay_gt, overlay_prediction
+from bench.io.overlay import overlay_gt, overlay_prediction
 from bench.leaderboards import data as D
 from bench.leaderboards import tables as T
 from bench.leaderboards import ui

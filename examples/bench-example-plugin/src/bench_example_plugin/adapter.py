@@ -1,7 +1,7 @@
 """A training-free example adapter: high-frequency energy as an artifact heatmap.
 
 Everything an adapter needs:
-- subclass ``bench.types.Adapter``; set ``name``, ``version``, ``tasks``, ``requirements``;
+- subclass ``bench.core.types.Adapter``; set ``name``, ``version``, ``tasks``, ``requirements``;
 - keep every option that changes outputs in ``self.config`` (it is recorded with the results
   and is part of the prediction cache key);
 - load weights in ``load(device)`` (import heavy libraries there, not at module import);
@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from bench.types import Adapter, ModelInput, Prediction
+from bench.core.types import Adapter, ModelInput, Prediction
 
 
 class HighPassAdapter(Adapter):
