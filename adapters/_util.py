@@ -29,6 +29,14 @@ class AdapterLoadError(BenchError):
     """An adapter cannot be loaded (missing or broken weights, missing checkout ...)."""
 
 
+#: ``Adapter.card`` of this project's own training-free adapters (reference rows, forensic
+#: detectors, the template explainer): the project's licence, no weights, no training data.
+TRAINING_FREE_CARD: dict[str, str | None] = {
+    "licence": "Apache-2.0 (this project)", "parameters": "0 (no learned weights)",
+    "training_data": "none (training-free)",
+}
+
+
 # -- the failed-sample contract ------------------------------------------------------------
 def failed_prediction(message: str, **extras: Any) -> Prediction:
     """A Prediction that marks its sample as failed.

@@ -71,6 +71,15 @@ log = logging.getLogger(__name__)
 TAIL_CHARS = 4000
 
 
+def cuda_indices(device: str) -> list[str]:
+    """``"cuda:0,cuda:1"`` -> ``["0", "1"]``; a device without explicit CUDA indices -> []."""
+    out = []
+    for d in str(device or "").split(","):
+        d = d.strip()
+        if d.startswith("cuda:") and d[5:].isdigit():
+            out.append(d[5:])
+    return out
+
 @dataclass
 class CommandResult:
     """What one run of the external command did."""
@@ -232,6 +241,8 @@ class ExternalAdapter(Adapter):
     default_timeout_s: ClassVar[float] = 3600.0
     #: ``shared`` (one run sees every configured GPU) or ``split`` (one single-GPU run per GPU).
     gpu_mode: ClassVar[str] = "shared"
+    #: the GPUs used when neither ``gpus`` nor the run's device names any (none: the command's own choice)
+    default_gpus: ClassVar[tuple[str, ...]] = ()
     #: Runs in a row that produced no output at all, while nothing in the batch has worked yet,
     #: after which a failure is taken as not specific to one image (no further retries).
     give_up_after_empty_runs: ClassVar[int] = 3
@@ -274,9 +285,11 @@ class ExternalAdapter(Adapter):
 
     # -- machinery ------------------------------------------------------------------------
     def gpu_list(self) -> list[str]:
+        """The configured ``gpus``, else the CUDA indices of the device the run gives
+        (``bench run --device cuda:0,cuda:1`` -> ``["0", "1"]``), else :attr:`default_gpus`."""
         gpus = self.config.get("gpus")
         if gpus in (None, "", []):
-            return []
+            return cuda_indices(self._device) or list(self.default_gpus)
         if isinstance(gpus, (int, float)):
             return [str(int(gpus))]
         if isinstance(gpus, str):

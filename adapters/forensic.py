@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from bench.adapters import register_adapter
+from bench.adapters._util import TRAINING_FREE_CARD
 from bench.errors import SampleError
 from bench.core.types import Adapter, ModelInput, Prediction
 
@@ -188,6 +189,7 @@ class _HeatmapDetector(Adapter):
 
     tasks: ClassVar[frozenset[str]] = frozenset({"detect", "localize"})
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 0}
+    card: ClassVar[dict[str, str | None]] = TRAINING_FREE_CARD
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **config: Any):

@@ -130,6 +130,11 @@ class HifiNetAdapter(Adapter):
     flags: ClassVar[dict[str, Any]] = {"hard_mask": True}
     config_keys: ClassVar[frozenset[str]] = frozenset({"repo", "weights", "epoch", "center", "threshold", "allow_pickle"})
     summary = "HiFi-Net (CVPR23) official API from your checkout; 256x256, distance >= 2.3"
+    card: ClassVar[dict[str, str | None]] = {
+        "paper": "Hierarchical Fine-Grained Image Forgery Detection and Localization (CVPR 2023)",
+        "code_url": "https://github.com/CHELSEA234/HiFi_IFDL",
+        "licence": "MIT",
+    }
 
     def __init__(self, **config: Any):
         super().__init__(**config)

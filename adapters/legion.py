@@ -224,8 +224,16 @@ class LegionAdapter(ExternalAdapter):
     }
     flags: ClassVar[dict[str, Any]] = {"external": True}
     summary = "LEGION (ICCV25) official infer.py in its own env; mask + explanation"
+    card: ClassVar[dict[str, str | None]] = {
+        "paper": "LEGION: Learning to Ground and Explain for Synthetic Image Detection (ICCV 2025, arXiv 2503.15264)",
+        "paper_url": "https://arxiv.org/abs/2503.15264",
+        "code_url": "https://github.com/opendatalab/LEGION",
+        "parameters": "~8B (Vicuna-7B + CLIP ViT-L/14-336 + SAM ViT-H)",
+    }
     default_timeout_s = 6 * 3600.0
     gpu_mode = "split"
+    #: without ``gpus`` configured or CUDA indices in the run's device: GPU 0
+    default_gpus: ClassVar[tuple[str, ...]] = ("0",)
     config_keys: ClassVar[frozenset[str]] = frozenset(
         {"repo", "weights", "python", "command", "cwd", "env", "checkpoint", "image_size",
          "model_max_length", "conv_type", "prompt", "generation"})
@@ -234,7 +242,6 @@ class LegionAdapter(ExternalAdapter):
         config.setdefault("image_size", 1024)
         config.setdefault("model_max_length", 512)
         config.setdefault("conv_type", "llava_v1")
-        config.setdefault("gpus", "0")
         # recorded so results say exactly what was asked and how text was generated
         config.setdefault("prompt", LEGION_PROMPT)
         if config["prompt"] != LEGION_PROMPT:

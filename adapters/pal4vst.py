@@ -129,6 +129,11 @@ class Pal4vstAdapter(Adapter):
     }
     flags: ClassVar[dict[str, Any]] = {"hard_mask": True}
     summary = "PAL4VST (ICCV23) TorchScript end2end.pt, 512x512, hard mask; the published file needs cuda:0"
+    #: the official end2end.pt: not the SynthScars-fine-tuned PAL4VST of LEGION's tables
+    card: ClassVar[dict[str, str | None]] = {
+        "paper": "Perceptual Artifacts Localization for Image Synthesis Tasks (ICCV 2023)",
+        "code_url": "https://github.com/owenzlz/PAL4VST",
+    }
     config_keys: ClassVar[frozenset[str]] = frozenset({"weights"})
 
     def __init__(self, **config: Any):

@@ -4,7 +4,8 @@
   every fake image with an artifact; its LEGION mIoU is (1 - a) / 2 (a = artifact area).
 - ``full``: predicts artifact everywhere (all-True mask) and score 1.0; F1 = 2a / (1 + a).
 - ``random``: heatmap of independent uniform [0, 1) values and a uniform random score, from a
-  generator seeded by ``sha256(config seed, sample id, condition key)``: the same image gives
+  generator seeded like the perturbations (:func:`bench.core.conditions.rng_for` of config seed,
+  sample id and condition key): the same image gives
   the same output in any batch, order or process, and different images differ. With the
   0.5 threshold about half the pixels are marked, so F1 ~ 2a / (1 + 2a).
 
@@ -13,12 +14,13 @@ None of them needs weights; all are deterministic.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from bench.adapters import register_adapter
+from bench.adapters._util import TRAINING_FREE_CARD
+from bench.core.conditions import rng_for
 from bench.core.types import Adapter, ModelInput, Prediction
 
 _TASKS = frozenset({"detect", "localize"})
@@ -33,6 +35,7 @@ class Empty(Adapter):
     tasks: ClassVar[frozenset[str]] = _TASKS
     summary = "reference: no artifact anywhere (all-False mask), score 0"
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 64, "num_gpus": 0, "gpu_memory_gb": 0}
+    card: ClassVar[dict[str, str | None]] = TRAINING_FREE_CARD
     config_keys: ClassVar[frozenset[str]] = frozenset()
 
     def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
@@ -48,20 +51,11 @@ class Full(Adapter):
     tasks: ClassVar[frozenset[str]] = _TASKS
     summary = "reference: artifact everywhere (all-True mask), score 1"
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 64, "num_gpus": 0, "gpu_memory_gb": 0}
+    card: ClassVar[dict[str, str | None]] = TRAINING_FREE_CARD
     config_keys: ClassVar[frozenset[str]] = frozenset()
 
     def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
         return [Prediction(mask=np.ones(item.image.shape[:2], dtype=bool), score=1.0) for item in batch]
-
-
-def random_generator(seed: int, sample_id: str, condition: str) -> np.random.Generator:
-    """A numpy generator determined only by (seed, sample id, condition key).
-
-    The three parts are joined with NUL separators (so ``("a", "bc")`` and ``("ab", "c")``
-    differ) and hashed with sha256; the first 128 bits of the digest seed a PCG64."""
-    text = f"{int(seed)}\0{sample_id}\0{condition}".encode("utf-8")
-    digest = hashlib.sha256(text).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "big"))
 
 
 @register_adapter
@@ -73,6 +67,7 @@ class Random(Adapter):
     tasks: ClassVar[frozenset[str]] = _TASKS
     summary = "reference: uniform random heatmap and score, seeded per image (config seed)"
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 64, "num_gpus": 0, "gpu_memory_gb": 0}
+    card: ClassVar[dict[str, str | None]] = TRAINING_FREE_CARD
     config_keys: ClassVar[frozenset[str]] = frozenset({"seed"})
 
     def __init__(self, seed: int = 0, **config: Any):
@@ -83,7 +78,7 @@ class Random(Adapter):
     def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
         out = []
         for item in batch:
-            rng = random_generator(self.config["seed"], item.sample_id, item.condition)
+            rng = rng_for(self.config["seed"], item.sample_id, item.condition)
             heat = rng.random(item.image.shape[:2], dtype=np.float32)
             out.append(Prediction(heatmap=heat, score=float(rng.random())))
         return out

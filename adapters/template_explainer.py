@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from bench.adapters import register_adapter
+from bench.adapters._util import TRAINING_FREE_CARD
 from bench.errors import SampleError
 from bench.core.types import Adapter, ModelInput, Prediction
 
@@ -132,6 +133,7 @@ class TemplateExplainer(Adapter):
     tasks: ClassVar[frozenset[str]] = frozenset({"detect", "localize", "explain"})
     requirements: ClassVar[dict[str, Any]] = {"batch_size": 8, "num_gpus": 0, "gpu_memory_gb": 0}
     summary: ClassVar[str] = "training-free: noise/ELA heatmap described in words (explanation floor)"
+    card: ClassVar[dict[str, str | None]] = TRAINING_FREE_CARD
 
     DEFAULTS: ClassVar[dict[str, Any]] = {"signal": "both", "threshold": 0.5, "min_area": 0.001, "max_regions": 3,
                                           "score_quantile": 0.995}

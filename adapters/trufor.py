@@ -109,6 +109,11 @@ class TruForAdapter(Adapter):
     flags: ClassVar[dict[str, Any]] = {"non_commercial": True}
     config_keys: ClassVar[frozenset[str]] = frozenset({"repo", "weights", "allow_pickle", "keep_conf"})
     summary = "TruFor (CVPR23) official test code from your checkout; full res /256, map=softmax[1]"
+    card: ClassVar[dict[str, str | None]] = {
+        "paper": "TruFor (CVPR 2023)",
+        "code_url": "https://github.com/grip-unina/TruFor",
+        "licence": "non-commercial (TruFor's own licence)",
+    }
 
     def __init__(self, **config: Any):
         super().__init__(**config)

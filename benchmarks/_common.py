@@ -137,6 +137,30 @@ class BurnAdapter(Adapter):
         return out
 
 
+class StandInGPUAdapter(Adapter):
+    """A stand-in for a model on a GPU: declares one GPU; a batch of n images keeps the
+    "accelerator" busy n x ``ms`` milliseconds (``time.sleep``: a GPU kernel does not hold the
+    CPU), during which it makes a heatmap with real entropy from each image (its green channel,
+    0-1, float32) and a score, as a model's host code runs while its kernels do. ``busy_s`` is the summed wait: the time the "accelerator" was busy."""
+
+    name = "bench-gpu"
+    version = "1"
+    tasks = frozenset({"detect", "localize"})
+    requirements = {"batch_size": 8, "num_gpus": 1}
+    busy_s = 0.0
+
+    def predict(self, batch: Sequence[ModelInput]) -> list[Prediction]:
+        busy = float(self.config.get("ms", 20.0)) * len(batch) / 1000.0
+        end = time.perf_counter() + busy
+        out = []  # made while the "kernel" runs, as a model's host code overlaps its GPU work
+        for mi in batch:
+            heat = mi.image[..., 1] * np.float32(1 / 255)
+            out.append(Prediction(heatmap=heat, score=float(mi.image[0, 0, 1]) / 255))
+        time.sleep(max(0.0, end - time.perf_counter()))
+        type(self).busy_s += busy
+        return out
+
+
 def empty_adapter_name() -> str:
     """``empty`` when the built-in reference adapter exists, else this module's equivalent."""
     return "empty" if "empty" in ADAPTERS else BenchEmptyAdapter.name
@@ -178,7 +202,7 @@ class SmallDataset(Dataset):
 def register() -> None:
     if SmallDataset.name not in DATASETS:
         DATASETS.add(SmallDataset.name, SmallDataset, source="benchmarks")
-    for cls in (BenchEmptyAdapter, BurnAdapter):
+    for cls in (BenchEmptyAdapter, BurnAdapter, StandInGPUAdapter):
         if cls.name not in ADAPTERS:
             ADAPTERS.add(cls.name, cls, source="benchmarks")
 

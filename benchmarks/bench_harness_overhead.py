@@ -1,4 +1,6 @@
-"""Harness overhead: `run_suite` on the LEGION grid with the `empty` adapter vs a minimal script.
+"""Harness overhead: `run_suite` on the LEGION grid vs a minimal script, with the `empty` adapter
+(a bit-packed mask, nothing to store) or, with ``--adapter noise``, one that returns a full
+heatmap per image (what the cache must encode and write: the workload of a real model).
 
 Both sides do the same work on the same N demo images (decode, the 10 LEGION conditions,
 confusion counts, mean miou/f1 per condition over fake images) with the same number of worker
@@ -37,13 +39,19 @@ CONDITIONS_PRESET = "legion"
 
 # -- the floor ----------------------------------------------------------------------------
 
-def _floor_chunk(samples, conditions, suite_seed: int):
-    """Worker: per sample, per condition: (condition index, tp, fp, fn, tn)."""
+def _floor_chunk(samples, conditions, suite_seed: int, adapter: str = "empty"):
+    """Worker: per sample, per condition: (condition index, tp, fp, fn, tn). The adapter's
+    ``predict`` runs in the worker (the floor stores nothing, so it needs no cache)."""
     import numpy as np
 
+    from bench.core.registry import create_adapter
+    from bench.core.types import ModelInput
     from bench.metrics.localization import confusion_counts
     from bench.perturbations import apply_condition
 
+    model = None if adapter == "empty" else create_adapter(adapter)
+    if model is not None:
+        model.load("cpu")
     out = []
     for sample in samples:
         image = sample.load_image()
@@ -52,13 +60,17 @@ def _floor_chunk(samples, conditions, suite_seed: int):
         rows = []
         for i, cond in enumerate(conditions):
             img = apply_condition(image, cond, suite_seed=suite_seed, sample_id=sample.id)
-            pred = np.zeros(img.shape[:2], bool)  # what the `empty` adapter predicts
+            if model is None:
+                pred = np.zeros(img.shape[:2], bool)  # what the `empty` adapter predicts
+            else:
+                p = model.predict([ModelInput(sample.id, img, sample.file_name, cond.key)])[0]
+                pred = p.binary_mask(0.5)
             rows.append((i, *confusion_counts(pred, gt)))
         out.append((sample.id, int(sample.label), rows))
     return out
 
 
-def run_floor(root: Path, options: dict, workers: int) -> dict:
+def run_floor(root: Path, options: dict, workers: int, adapter: str = "empty") -> dict:
     from concurrent.futures import ProcessPoolExecutor
 
     import numpy as np
@@ -75,7 +87,8 @@ def run_floor(root: Path, options: dict, workers: int) -> dict:
     chunks = [samples[i:i + per] for i in range(0, len(samples), per)]
     counts: dict[int, list] = {i: [] for i in range(len(conditions))}
     with ProcessPoolExecutor(max_workers=workers) as ex:
-        for chunk_rows in ex.map(_floor_chunk, chunks, [conditions] * len(chunks), [0] * len(chunks)):
+        for chunk_rows in ex.map(_floor_chunk, chunks, [conditions] * len(chunks), [0] * len(chunks),
+                                 [adapter] * len(chunks)):
             for _sid, label, rows in chunk_rows:
                 if label == 1:  # localization metrics over fake images, as the protocol says
                     for i, *c in rows:
@@ -99,25 +112,29 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=_common.default_work_dir(),
                     help="folder for generated images and temporary caches (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="demo generator seed")
+    ap.add_argument("--adapter", default="empty",
+                    help="empty (a bit-packed mask: nothing to store) or a heatmap adapter, e.g. noise")
     ap.add_argument("--child", choices=["floor", "harness"], help=argparse.SUPPRESS)
     ap.add_argument("--cache-tag", default="overhead", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     root, options = _common.ensure_demo_images(args.work, args.n, args.seed)
     if args.child == "floor":
-        _common.report_to_parent(run_floor(root, options, args.workers))
+        _common.report_to_parent(run_floor(root, options, args.workers, args.adapter))
         return
     if args.child == "harness":
         out = args.work / "out" / args.cache_tag
-        _common.report_to_parent(_common.run_demo_harness(root, options, args.workers, out, args.gallery))
+        adapter = None if args.adapter == "empty" else args.adapter
+        _common.report_to_parent(_common.run_demo_harness(root, options, args.workers, out, args.gallery,
+                                                          adapter=adapter))
         return
 
-    _common.header("harness overhead: LEGION grid (10 conditions), empty adapter",
+    _common.header(f"harness overhead: LEGION grid (10 conditions), {args.adapter} adapter",
                    images=f"{args.n} demo images ({options['n_fake']} fake, {options['n_real']} real), "
                           f"{root}",
                    workers=args.workers, repeat=args.repeat, gallery=args.gallery)
     common = ["--n", str(args.n), "--workers", str(args.workers), "--work", str(args.work),
-              "--seed", str(args.seed), "--gallery", str(args.gallery)]
+              "--seed", str(args.seed), "--gallery", str(args.gallery), "--adapter", args.adapter]
     floors, harnesses = [], []
     for r in range(args.repeat):
         t_f, res_f = _common.run_child(__file__, [*common, "--child", "floor"])

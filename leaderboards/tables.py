@@ -1,15 +1,18 @@
 """The leaderboard's tables, built from validated runs (pure pandas; no Streamlit here).
 
-Comparability. Two results share a leaderboard column only when they agree on
-- the dataset (name, split, fingerprint, number of samples, limit): otherwise they are in
-  separate tables (one per dataset *group*, labelled with what differs), and
-- every protocol choice that affects that metric (its *variant*): the mask threshold and
-  which images are scored for pixel metrics; the reference field and text cleaning for text
-  metrics; the ROUGE implementation for ``rouge_l``; the CSS model for ``css``. A metric whose
-  results differ in such a choice gets one column per variant, labelled with what differs.
-  Protocol keys this module does not know affect every metric (the safe side). Bootstrap
-  settings change only intervals and never split; ``css_model_info.path`` (where the model
-  lies on one machine) is not a choice and is ignored.
+Comparability (the metric-level rule of :mod:`bench.results.protocol`). Two results share a
+leaderboard column only when they agree on
+- the dataset (:data:`~bench.results.protocol.DATASET_KEYS`: name, split, fingerprint, number
+  of samples, limit): otherwise they are in separate tables (one per dataset *group*, labelled
+  with what differs), and
+- every protocol choice that affects that metric (its *variant*, the choices in the metric's
+  scope): the mask threshold and which images are scored for pixel metrics; the reference
+  field and text cleaning for text metrics; the ROUGE implementation for ``rouge_l``; the CSS
+  model for ``css``. Results of a metric in different variants never share a column: the
+  board (:mod:`bench.leaderboards.board`) gives each set of differing choices its own table,
+  and the Robustness page lists each variant as its own choice. Protocol keys the rule does
+  not know affect every metric (the safe side). Bootstrap settings change only intervals and never split;
+  ``css_model_info.path`` (where the model lies on one machine) is not a choice and is ignored.
 
 Values in results are fractions in [0, 1]; every table here shows them x100.
 """
@@ -23,24 +26,8 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from bench.leaderboards.data import Run, metric_value
+from bench.results.protocol import dataset_identity, flatten, metric_protocol
 
-#: Which metrics a protocol key affects: metric kinds ("pixel", "text", "detection") and/or
-#: metric names. An empty set: affects no value (bootstrap: intervals only). Keys not listed
-#: here affect every metric.
-PROTOCOL_SCOPE: dict[str, frozenset[str]] = {
-    "mask_threshold": frozenset({"pixel"}),
-    "localization_images": frozenset({"pixel"}),
-    "reference_field": frozenset({"text"}),
-    "text_cleaning": frozenset({"text"}),
-    "rouge_impl": frozenset({"rouge_l"}),
-    "css_model": frozenset({"css"}),
-    "css_model_info": frozenset({"css"}),
-    "bootstrap": frozenset(),
-}
-#: (key, sub-key) pairs that describe one machine, not a protocol choice.
-INFORMATIONAL = frozenset({("css_model_info", "path")})
-#: Dataset keys that identify the scored images.
-DATASET_KEYS = ("name", "split", "fingerprint", "n_samples", "limit")
 #: Usual column order (other metrics follow alphabetically).
 PREFERRED_METRICS = ("miou", "f1", "iou_fg", "fp_area", "det_auc", "det_acc", "rouge_l", "css")
 #: Perturbation parameters for which a LOWER value is the stronger perturbation.
@@ -87,73 +74,37 @@ def order_metrics(names: Iterable[str]) -> list[str]:
 
 def dataset_key(run: Run) -> str:
     """The dataset identity (JSON): runs with different keys are in different tables."""
-    ds = run.data["dataset"]
-    return json.dumps({"dataset": {k: ds.get(k) for k in DATASET_KEYS}}, sort_keys=True, default=str)
-
-
-def metric_protocol(run: Run, metric: str) -> dict[str, Any]:
-    """The protocol choices of ``run`` that affect ``metric`` (see PROTOCOL_SCOPE)."""
-    kind = metric_info(metric)["kind"]
-    out: dict[str, Any] = {}
-    for k, v in run.data["protocol"].items():
-        scope = PROTOCOL_SCOPE.get(k)
-        if scope is not None and not (kind in scope or metric in scope):
-            continue
-        if isinstance(v, dict):
-            v = {sk: sv for sk, sv in v.items() if (k, sk) not in INFORMATIONAL}
-        out[k] = v
-    return out
+    return json.dumps({"dataset": dataset_identity(run.data)}, sort_keys=True, default=str)
 
 
 def variant_key(run: Run, metric: str) -> str:
-    """JSON of the protocol choices that must agree for ``metric`` values to share a column."""
-    return json.dumps({"protocol": metric_protocol(run, metric)}, sort_keys=True, default=str)
+    """JSON of the protocol choices that must agree for ``metric`` values to share a column
+    (:func:`bench.results.protocol.metric_protocol`)."""
+    choices = metric_protocol(run.data["protocol"], metric, metric_info(metric)["kind"])
+    return json.dumps({"protocol": choices}, sort_keys=True, default=str)
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict) and d:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
-def _short(v: Any, n: int = 24) -> str:
+def short_value(v: Any, n: int = 40) -> str:
+    """A value as short text: strings as they are, others as JSON; cut to ``n`` characters."""
     s = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
-    return s if len(s) <= 40 else s[:n] + "…"
+    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 def differing_fields(keys: Sequence[str]) -> list[str]:
     """Dotted names of the fields whose values differ between the JSON keys given (e.g.
     ``protocol.css_model``, ``dataset.fingerprint``); a field missing in some counts as
     differing."""
-    flat = [_flatten(json.loads(k)) for k in keys]
+    flat = [flatten(json.loads(k)) for k in keys]
     fields = sorted({f for d in flat for f in d})
     return [f for f in fields if len({json.dumps(d.get(f, "<absent>"), sort_keys=True, default=str) for d in flat}) > 1]
 
 
 def _what_differs(keys: Sequence[str]) -> dict[str, str]:
     """Per key: "field=value · ..." for the fields that differ between the keys."""
-    flat = {k: _flatten(json.loads(k)) for k in keys}
+    flat = {k: flatten(json.loads(k)) for k in keys}
     diff = differing_fields(keys)
-    return {k: " · ".join(f"{d.split('.', 1)[1]}={_short(flat[k].get(d, '(not recorded)'))}" for d in diff)
+    return {k: " · ".join(f"{d.split('.', 1)[1]}={short_value(flat[k].get(d, '(not recorded)'))}" for d in diff)
             for k in keys}
-
-
-def group_labels(keys: Sequence[str]) -> dict[str, str]:
-    """A label per dataset key: the dataset, plus every field that differs between the keys
-    given (so two tables say exactly why they are separate)."""
-    extra = _what_differs(keys)
-    labels = {}
-    for k in keys:
-        f = _flatten(json.loads(k))
-        base = f"dataset {f.get('dataset.name')}/{f.get('dataset.split')} " \
-               f"(fingerprint {str(f.get('dataset.fingerprint'))[:12]}, {f.get('dataset.n_samples')} samples)"
-        more = " · ".join(p for p in extra[k].split(" · ")
-                          if p and not p.startswith(("name=", "split=")))
-        labels[k] = base + (" · " + more if more else "")
-    return labels
 
 
 def variant_labels(df: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -263,53 +214,6 @@ def filter_long(df: pd.DataFrame, *, suites: Iterable[str] | None = None, tasks:
     return df[keep]
 
 
-def wide_table(df: pd.DataFrame, metrics: Sequence[str], conditions: Sequence[str],
-               sort_metric: str | None = None, with_ci: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
-    """One dataset group's leaderboard: a row per run, a value column (x100) per (metric,
-    protocol variant, condition) with its 95% interval as text in the next column. Ranked by
-    the first column of ``sort_metric`` (its most common variant, first condition): best first
-    by the metric's direction, rows without a value in that column unranked and last.
-
-    Returns (table, {value column: metric}) so the caller can attach per-column help.
-    """
-    multi = len(conditions) > 1
-    runs = df.drop_duplicates("run")[["run", "row", "badges"]]
-    out = pd.DataFrame({"adapter": runs["row"].to_numpy(), "badges": runs["badges"].to_numpy()},
-                       index=runs["run"].to_numpy())
-    vlabels = variant_labels(df)
-    value_cols: dict[str, str] = {}
-    for m in metrics:
-        mdf = df[df["metric"] == m]
-        # the variant held by most runs first
-        variants = list(mdf.groupby("variant")["run"].nunique().sort_values(ascending=False, kind="mergesort").index)
-        for v in variants:
-            for c in conditions:
-                sub = mdf[(mdf["variant"] == v) & (mdf["condition"] == c)].set_index("run")
-                if sub.empty:
-                    continue
-                base = vlabels[(m, v)]
-                col = f"{base} · {c}" if multi else base
-                out[col] = sub["value"].reindex(out.index).astype("float64")
-                value_cols[col] = m
-                if with_ci:
-                    status = sub["status"].reindex(out.index) if "status" in sub else \
-                        pd.Series("ok", index=out.index)
-                    out[f"{col} 95% CI"] = [
-                        NOT_COMPUTED_TEXT if st == "not_computed"
-                        else "" if math.isnan(lo) or math.isnan(hi) else f"{lo:.2f}–{hi:.2f}"
-                        for lo, hi, st in zip(sub["lo"].reindex(out.index).astype("float64"),
-                                              sub["hi"].reindex(out.index).astype("float64"), status)]
-    if value_cols:
-        wanted = sort_metric if sort_metric in value_cols.values() else next(iter(value_cols.values()))
-        sort_col = next(col for col, m in value_cols.items() if m == wanted)
-        asc = not metric_info(wanted)["higher_is_better"]
-        out = out.sort_values(sort_col, ascending=asc, na_position="last", kind="mergesort")
-        out.insert(0, "#", out[sort_col].rank(ascending=asc, method="min").astype("Int64"))
-    else:
-        out.insert(0, "#", pd.array([pd.NA] * len(out), dtype="Int64"))
-    return out.reset_index(drop=True), value_cols
-
-
 # -- robustness ---------------------------------------------------------------------------
 
 def severity_key(cond: dict) -> tuple:
@@ -400,45 +304,6 @@ def drop_table(runs: Sequence[Run], metric: str, variant: str | None = None) -> 
                          "relative drop %": 100 * rel})
     return pd.DataFrame(rows, columns=["adapter", "perturbation", "condition", "clean", "value",
                                        "drop (points)", "relative drop %"])
-
-
-# -- protocol page ------------------------------------------------------------------------
-
-def conditions_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """Every condition that occurs, with its exact parameters and how many runs have it."""
-    seen: dict[str, dict] = {}
-    for r in runs:
-        for c in r.conditions:
-            e = seen.setdefault(c["key"], {"condition": c["key"], "perturbation": c["perturbation"],
-                                           "parameters": json.dumps(c.get("params"), sort_keys=True),
-                                           "runs": 0})
-            e["runs"] += 1
-    return pd.DataFrame(sorted(seen.values(), key=lambda e: (e["perturbation"] != "clean", e["perturbation"],
-                                                             e["condition"])),
-                        columns=["condition", "perturbation", "parameters", "runs"])
-
-
-def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """Identity, data, protocol and environment of every result (one row each)."""
-    rows = []
-    for r in runs:
-        d = r.data
-        env = d.get("environment") or {}
-        rows.append({
-            "suite": r.suite, "adapter": r.adapter, "adapter version": str(d["adapter"].get("version")),
-            "run_id": r.run_id, "created": r.created,
-            "dataset": f"{d['dataset']['name']}/{d['dataset']['split']}",
-            "fingerprint": d["dataset"]["fingerprint"], "n_samples": d["dataset"]["n_samples"],
-            "weights_sha256": d["adapter"].get("weights_sha256") or "",
-            "config": json.dumps(d["adapter"].get("config"), sort_keys=True),
-            "protocol": json.dumps(d["protocol"], sort_keys=True, default=str),
-            "harness": f"{d['harness'].get('version')} {d['harness'].get('git_commit') or ''}".strip(),
-            "python": str(env.get("python", "")), "platform": str(env.get("platform", "")),
-            "failed samples": r.n_failed,
-            "published with --allow-failed": bool(r.published.get("allow_failed")),
-            "command": d["command"], "folder": r.rel,
-        })
-    return pd.DataFrame(rows)
 
 
 # -- CSV export ---------------------------------------------------------------------------

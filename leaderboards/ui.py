@@ -48,6 +48,37 @@ def _samples(run_dir: str, sig: tuple, _run: D.Run) -> pd.DataFrame:
     return D.load_samples(_run)
 
 
+def claims_signature(root: Path) -> tuple:
+    """Paths, sizes and mtimes of the claims files under ``root`` (part of a cache key)."""
+    from bench.results.claims import claims_files
+
+    return D.stat_signature(claims_files(root))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _reported(root: str, sig: tuple, _runs: list) -> tuple[list, list]:
+    from bench.leaderboards.reported import load_reported
+
+    return load_reported(root, _runs)
+
+
+def reported(loaded: D.Loaded) -> tuple[list, list]:
+    """The claims files under the results folder with their verdicts against its runs
+    (:mod:`bench.leaderboards.reported`), and the files skipped with the reason."""
+    root = results_dir()
+    return _reported(str(root.resolve()), (D.signature(root), claims_signature(root)), loaded.runs)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def suite_groups(sdf: pd.DataFrame, metrics: list[str], conditions: list[str], *, sort_metric: str | None,
+                 with_ci: bool, failed: dict) -> list:
+    """:func:`bench.leaderboards.board.suite_groups`, cached per view (a rerun that changes
+    nothing in the tables, e.g. opening an expander, does not rebuild them)."""
+    from bench.leaderboards import board as B
+
+    return B.suite_groups(sdf, metrics, conditions, sort_metric=sort_metric, with_ci=with_ci, failed=failed)
+
+
 def samples(run: D.Run) -> pd.DataFrame:
     f = run.dir / D.SAMPLES_FILE
     try:
@@ -82,16 +113,23 @@ def no_results(loaded: D.Loaded) -> None:
     show_problems(loaded)
 
 
-def show_problems(loaded: D.Loaded) -> None:
-    if loaded.problems:
-        with st.expander(f"{len(loaded.problems)} folder(s) skipped (invalid or unsafe)"):
-            st.dataframe(pd.DataFrame(loaded.problems, columns=["folder", "reason"]), hide_index=True)
+def show_problems(loaded: D.Loaded, more: Sequence[tuple[str, str]] = ()) -> None:
+    """The folders (and claims files, ``more``) that were skipped, with the reason."""
+    problems = list(loaded.problems) + list(more)
+    if problems:
+        with st.expander(f"{len(problems)} folder(s) or file(s) skipped (invalid or unsafe)"):
+            st.dataframe(pd.DataFrame(problems, columns=["folder or file", "reason"]), hide_index=True)
 
 
 # -- view state in the address ------------------------------------------------------------
 
 def _qp_list(name: str) -> list[str]:
     return list(st.query_params.get_all(name))
+
+
+def query_list(name: str) -> list[str]:
+    """The values of query parameter ``name`` in the page address (repeated parameters)."""
+    return _qp_list(name)
 
 
 def init_state(key: str, param: str, options: Sequence[Any], default: Any, multi: bool = False,

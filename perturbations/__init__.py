@@ -4,6 +4,8 @@ A perturbation is a function ``fn(image, *, rng, **params) -> image``: RGB uint8
 RGB uint8 of the same size out. ``rng`` is a ``numpy.random.Generator`` derived from
 (suite seed, sample id, condition key) only (see ``bench.core.conditions.rng_for``); deterministic
 perturbations ignore it. Register with ``@register_perturbation("name", params={...})``.
+``albumentations(transform=NAME,...)`` wraps any pixel-level albumentations transform
+(``bench.perturbations.albumentations_family``; albumentations is imported only when used).
 
 Also exported: ``canonical_condition`` (check a condition, canonical parameter types),
 ``PRESETS`` / ``preset_conditions`` / ``severity_of`` (``legion``, ``imagenet-c``),

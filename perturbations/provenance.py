@@ -11,6 +11,8 @@ import numpy as np
 import PIL
 from PIL import features
 
+from bench.perturbations.albumentations_family import albumentations_version
+
 
 @functools.lru_cache(maxsize=1)
 def _opencv_libjpeg() -> str | None:
@@ -24,7 +26,10 @@ def perturbation_provenance() -> dict[str, Any]:
 
     ``jpeg``, ``gaussian_blur`` and ``resize`` run in OpenCV (its bundled libjpeg for JPEG);
     ``gaussian_noise`` uses NumPy's PCG64 ``Generator.standard_normal`` (float32); images are
-    decoded with Pillow (``bench.io.imageio``). Albumentations is not used.
+    decoded with Pillow (``bench.io.imageio``). Albumentations decides pixels only in
+    ``albumentations(transform=...)`` conditions; its version (from package metadata, without
+    importing it; None when not installed) is recorded in every result all the same, so the
+    block has the same keys in every run and the writer needs no list of conditions.
     """
     return {
         "numpy": np.__version__,
@@ -34,4 +39,7 @@ def perturbation_provenance() -> dict[str, Any]:
         "pillow_libjpeg": features.version("jpg"),
         "pillow_libjpeg_turbo": features.version("libjpeg_turbo"),
         "rng": "numpy PCG64 seeded by sha256(suite seed, sample id, condition key), first 8 bytes little-endian",
+        "albumentations": albumentations_version(),
+        "albumentations_seed": "albumentations(...) steps: transform.set_random_seed(int(rng.integers(2**63))), "
+                               "one draw from that generator per step",
     }

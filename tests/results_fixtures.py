@@ -51,13 +51,20 @@ def make_run(
     gallery: bool = True,
     sample_ids: list[str] | None = None,
     pred_boxes: dict[str, list[tuple[int, int, int, int]]] | None = None,
+    card: dict[str, Any] | None = None,
+    command: str | None = None,
+    git_commit: str | None = "c299292",
 ) -> Path:
     """Write a run folder at ``out`` and return it.
 
     ``per_sample``: {condition key: {metric: [value per sample]}} (fractions). ``failed``:
     {condition: [sample indices]} marked failed (their metric values become NaN).
     ``pred_boxes``: {condition: [(y0, y1, x0, x1) per sample]} predicted mask rectangle on the
-    thumbnail; the ground truth is rows 4..12, columns 8..20 for every fake sample.
+    thumbnail; the ground truth is rows 4..12, columns 8..20 for every fake sample. The gallery
+    holds, for every perturbed condition, a thumbnail of the perturbed image (another random
+    picture: what the condition fed the model). ``card``: the adapter's recorded card (left out
+    when None, as in results written before adapters recorded it); ``command``: the stored
+    free-text command.
     """
     per_sample = per_sample or {"clean": {"miou": [0.2, 0.6, 0.9], "f1": [0.1, 0.5, 0.8]}}
     n = len(next(iter(next(iter(per_sample.values())).values())))
@@ -93,7 +100,7 @@ def make_run(
     proto.update(protocol or {})
     results = {
         "schema": "bench.results/1", "run_id": run_id, "created": "2025-01-01T00:00:00+00:00",
-        "harness": {"version": "0.1.0", "git_commit": "c299292"},
+        "harness": {"version": "0.1.0", "git_commit": git_commit},
         "suite": {"name": suite, "version": 1},
         "dataset": {"name": dataset, "split": "test", "fingerprint": fingerprint, "n_samples": n, "limit": None},
         "adapter": {"name": adapter, "version": "1", "config": {"seed": 0}, "weights_sha256": None,
@@ -104,8 +111,10 @@ def make_run(
         "conditions": conds,
         "environment": {"python": "3.11.9", "platform": "Linux-x86_64", "packages": {"numpy": "2.1.0"}},
         "timing": {"infer_s": 1.0, "score_s": 0.5},
-        "command": f"bench run --suite {suite} --adapter {adapter}",
+        "command": command if command is not None else f"bench run --suite {suite} --adapter {adapter}",
     }
+    if card is not None:
+        results["adapter"]["card"] = card
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
 
     if gallery:
@@ -127,6 +136,12 @@ def make_run(
             cslug = f"c{k}"
             index["conditions"][key] = cslug
             (g / "pred" / cslug).mkdir(parents=True, exist_ok=True)
+            if key != "clean":
+                (g / "images" / cslug).mkdir(parents=True, exist_ok=True)
+                for i in range(n):
+                    seen = np.random.default_rng(1000 * (k + 1) + i).integers(0, 256, size=(THUMB_H, THUMB_W, 3),
+                                                                               dtype=np.uint8)
+                    Image.fromarray(seen).save(g / "images" / cslug / f"s{i:03d}.jpg", quality=90)
             for i in range(n):
                 pm = np.zeros((THUMB_H, THUMB_W), np.uint8)
                 y0, y1, x0, x1 = (pred_boxes or {}).get(key, [(6, 14, 10, 24)] * n)[i]

@@ -167,11 +167,32 @@ class HangsAdapter(BoxAdapter):
         return super().predict(batch)
 
 
+class DeviceAdapter(BoxAdapter):
+    """BoxAdapter that stays in the driver's process (like a GPU model), sleeps ~10 ms per image
+    and logs ``<pid> <device> <sample id> <condition>`` per prediction to $BENCH_TEST_CALL_LOG."""
+
+    name = "device-test"
+    requirements = {"batch_size": 2, "num_gpus": 0, "in_process": True}
+
+    def load(self, device: str = "cpu") -> None:
+        self.device = device
+
+    def predict(self, batch):
+        import time
+
+        time.sleep(0.01 * len(batch))
+        p = counter_path()
+        if p:
+            with open(p, "a") as f:
+                f.writelines(f"{os.getpid()} {self.device} {mi.sample_id} {mi.condition}\n" for mi in batch)
+        return super().predict(batch)
+
+
 def register() -> None:
     for name, obj in (("tiny-test", TinyDataset),):
         if name not in DATASETS:
             DATASETS.add(name, obj)
-    for cls in (BoxAdapter, BadAdapter, AlwaysFails, SlowAdapter, FlakyAdapter, HangsAdapter):
+    for cls in (BoxAdapter, BadAdapter, AlwaysFails, SlowAdapter, FlakyAdapter, HangsAdapter, DeviceAdapter):
         if cls.name not in ADAPTERS:
             ADAPTERS.add(cls.name, cls)
 

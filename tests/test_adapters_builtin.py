@@ -105,11 +105,12 @@ def test_random_differs_between_images_conditions_and_seeds():
 
 
 def test_random_seeding_contract():
-    """The documented seeding: sha256 of 'seed NUL sample_id NUL condition', first 128 bits."""
+    """The documented seeding, the perturbations' one (docs/protocol.md §3): sha256 of
+    'seed NUL sample_id NUL condition', its first 64 bits little-endian seed a PCG64."""
     img = np.zeros((20, 30, 3), np.uint8)
     (p,) = create_adapter("random", seed=3).predict([_inp(img, "x.jpg", "blur(k=5)")])
     digest = hashlib.sha256(b"3\x00x.jpg\x00blur(k=5)").digest()
-    g = np.random.default_rng(int.from_bytes(digest[:16], "big"))
+    g = np.random.default_rng(int.from_bytes(digest[:8], "little"))
     assert np.array_equal(p.heatmap, g.random((20, 30), dtype=np.float32))
     assert p.score == float(g.random())
 

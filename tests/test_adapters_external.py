@@ -208,6 +208,25 @@ def test_legion_two_gpus_run_disjoint_single_process_commands(fake_legion):
     assert env["MASTER_PORT"] == str(v["port"]) and v["num_gpus"] == 1
 
 
+def test_legion_takes_its_gpus_from_the_run_device(fake_legion):
+    """`bench run --device cuda:0,cuda:1` with no gpus configured: one command per GPU."""
+    repo, weights = fake_legion
+    log = repo.parent / "dev.log"
+    a = LegionAdapter(repo=str(repo), weights=str(weights), python=sys.executable, timeout_s=60,
+                      env={"FAKE_LOG": str(log)})
+    a.load("cuda:0,cuda:1")
+    items = _images(sizes=[(20 + i, 24) for i in range(5)])
+    for item, pred in zip(items, a.predict(items)):
+        _assert_exact(item, pred)
+    seen = _log(log)
+    by_gpu = {g: {r["image"] for r in seen if r["cuda"] == g} for g in ("0", "1")}
+    assert by_gpu["0"] and by_gpu["1"] and not by_gpu["0"] & by_gpu["1"]
+    assert sorted(r["gpus"] for r in a.runs) == ["0", "1"]
+    b = LegionAdapter(repo=str(repo), weights=str(weights), python=sys.executable, gpus="1")
+    b.load("cuda:0,cuda:1")
+    assert b.gpu_list() == ["1"]  # a configured list wins
+
+
 def test_a_crashing_image_fails_only_itself(fake_legion):
     repo, weights = fake_legion
     log = repo.parent / "crash.log"

@@ -378,12 +378,19 @@ def test_claims_file_mistakes(env, capsys, two_runs, text, words):
 
 
 def test_verify_claims_by_builtin_name(env, capsys, two_runs):
-    assert main(["verify-claims", "legion_robustness", "--runs", str(two_runs), "--plain"]) == 0
+    """A claims file under results/<suite>/claims/ is found by its name."""
+    assert main(["verify-claims", "legion_table10_robustness", "--runs", str(two_runs), "--plain"]) == 0
     out = capsys.readouterr().out
-    assert "LEGION robustness (Table 10)" in out and "42 without a run" in out
-    assert_refused(main(["verify-claims", "legion_robustnes"]), capsys, env,
-                   "did you mean 'legion_robustness'", "built-in: legion_robustness")
-    assert "bench verify-claims legion_robustness" in (ROOT / "README.md").read_text()
+    assert "LEGION robustness on SynthScars (Table 10)" in out and "40 without a run" in out
+    assert_refused(main(["verify-claims", "legion_table10_robustnes"]), capsys, env,
+                   "did you mean 'legion_table10_robustness'", "results/<suite>/claims/",
+                   "synthscars/legion_table2_localization")
+    # a name in several suites: say which to choose
+    assert_refused(main(["verify-claims", "legion_table2_localization"]), capsys, env,
+                   "in several suites", "loki/legion_table2_localization")
+    assert main(["verify-claims", "loki/legion_table2_localization", "--runs", str(two_runs), "--plain"]) == 0
+    assert "LEGION localization on LOKI (Table 2)" in capsys.readouterr().out
+    assert "bench verify-claims legion_table10_robustness" in (ROOT / "README.md").read_text()
 
 
 # -- help texts -------------------------------------------------------------------------------------

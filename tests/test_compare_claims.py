@@ -14,7 +14,8 @@ import yaml
 
 from bench.results.claims import load_claims, verify_claims
 from bench.cli import main
-from bench.results.compare import compare_runs, find_runs, load_run
+from bench.results.compare import compare_runs
+from bench.results.reader import find_runs, load_run
 from bench.errors import BenchError
 from bench.metrics.detection import det_auc
 from bench.metrics.stats import bootstrap_mean_ci, bootstrap_stat_ci
@@ -278,8 +279,8 @@ def test_malformed_claims_are_refused(tmp_path, claim, problem):
 def test_shipped_legion_claims_file():
     from bench.perturbations.presets import preset_conditions
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "claims" / "legion_robustness.yaml"
-    cf = load_claims(path)
+    cf = load_claims("legion_table10_robustness")  # results/synthscars/claims/, found by name
+    assert cf.path == Path(__file__).resolve().parents[1] / "results/synthscars/claims/legion_table10_robustness.yaml"
     absolute = [c for c in cf.claims if not c.relative]
     assert len(absolute) == 40  # 10 conditions x 2 methods x 2 metrics
     keys = {c.key for c in preset_conditions("legion")}

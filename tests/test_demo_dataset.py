@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.datasets import demo
+from bench.datasets import demo, demo_generator
 from bench.errors import BenchError
 from bench.core.registry import DATASETS, create_dataset
 from bench.core.types import FAKE, REAL
@@ -129,13 +129,13 @@ def test_artifact_kinds_and_categories(records):
     fakes = [r for r in records if r["label"] == "fake"]
     kinds = Counter(k for r in fakes for k in r["_kinds"])
     cats = Counter(ref["category"] for r in fakes for ref in r["refs"])
-    assert len(kinds) >= 4 and set(kinds) <= set(demo.KINDS)
+    assert len(kinds) >= 4 and set(kinds) <= set(demo_generator.KINDS)
     assert set(cats) == {"physics", "distortion", "structure"}
     for r in fakes:
         assert 1 <= len(r["refs"]) <= 3
         assert len(r["_kinds"]) == len(r["refs"]) == len(set(r["_kinds"]))
         for kind, ref in zip(r["_kinds"], r["refs"]):
-            assert ref["category"] == demo.KIND_CATEGORY[kind]
+            assert ref["category"] == demo_generator.KIND_CATEGORY[kind]
 
 
 def test_polygons_inside_irregular_and_masks_non_empty(small, records):
@@ -316,6 +316,6 @@ def test_full_default_demo():
     assert len(ss) >= 200
     side = _side(demo.demo_cache_dir() / "SynthScars")["images"]
     kinds = Counter(k for s in ss for k in side[s.id]["kinds"])
-    assert set(kinds) == set(demo.KINDS) and min(kinds.values()) >= 30
+    assert set(kinds) == set(demo_generator.KINDS) and min(kinds.values()) >= 30
     fr = [s.load_mask(*s.load_image().shape[:2]).mean() for s in ss if s.label == FAKE]
     assert 0.02 <= float(np.median(fr)) <= 0.08

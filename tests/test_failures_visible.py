@@ -158,10 +158,17 @@ def test_publish_refuses_a_not_computed_metric_unless_allowed(tmp_path, no_hub_m
     long = T.long_table(loaded.runs)
     css = long[long["metric"] == "css"].iloc[0]
     assert np.isnan(css["value"]) and css["status"] == "not_computed"
-    table, _ = T.wide_table(long, ["miou", "css"], ["clean"], "css")
-    assert np.isnan(table.loc[0, "css"]) and table.loc[0, "css 95% CI"] == "n/a (not computed)"
-    assert "css n/a (not computed)" in table.loc[0, "badges"]
-    assert not np.isnan(table.loc[0, "miou"])
+    from bench.leaderboards import board as B
+
+    tb = B.board_table(long, ["miou", "css"], ["clean"], sort_metric="css", with_ci=True,
+                       failed=B.failed_counts(loaded.runs))
+    shown = tb.flat_display().iloc[0]
+    css_col = next(c for c in shown.index if c.startswith("css"))
+    miou_col = next(c for c in shown.index if c.startswith("miou"))
+    assert shown[css_col] == "n/a (not computed)" and shown["#"] == "unranked"  # never 0, never ranked
+    assert np.isnan(tb.frame.iloc[0][next(c for c in tb.frame.columns if c[1].startswith("css"))])
+    assert "css n/a (not computed)" in shown["badges"]
+    assert shown[miou_col] != "n/a"
 
 
 def test_score_cli_without_the_model_in_a_fresh_process(tmp_path):

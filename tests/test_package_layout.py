@@ -38,3 +38,16 @@ def test_every_builtin_adapter_module_registers():
 
     modules = {e.obj.__module__ for e in ADAPTERS.entries() if e.source == "built-in"}
     assert modules == {f"bench.adapters.{m}" for m in pkg.BUILTIN_MODULES}
+
+
+def test_results_record_the_checkout_commit():
+    """harness.git_commit names this checkout's HEAD (it moved with the module once)."""
+    import subprocess
+
+    from bench.core.environment import git_commit
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert git_commit() is not None and git_commit().split("-")[0] == head

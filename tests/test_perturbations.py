@@ -507,3 +507,13 @@ def test_cli_perturb_errors_exit_2(tmp_path, capsys):
         assert bench_main(argv) == 2
         assert needle in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+def test_robustness_families_keep_albumentations_transforms_apart():
+    """Levels of one family differ in strength only: two albumentations transforms are two families."""
+    from bench.results.robustness import family_of
+
+    blur = family_of("albumentations(blur_limit=[3;3],transform=Blur)")[1]
+    assert blur == family_of("albumentations(blur_limit=[7;7],transform=Blur)")[1]
+    assert blur != family_of("albumentations(std_range=[0.1;0.1],transform=GaussNoise)")[1]
+    assert family_of("jpeg(quality=50)")[1] == family_of("jpeg(quality=20)")[1] == "jpeg(quality)"

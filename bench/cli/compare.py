@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench.results.compare import compare_runs, fmt_points, load_run, print_table
-
 
 def run(args: argparse.Namespace) -> int:
+    from bench.results.compare import compare_runs, fmt_points, print_table  # here: `bench --help` needs no pandas
+    from bench.results.reader import load_run
+
     a, b = load_run(args.run_a), load_run(args.run_b)
     rows, notes = compare_runs(a, b, n_resamples=args.n_resamples, seed=args.seed,
                                metrics=args.metric or None, conditions=args.condition or None)

@@ -1,4 +1,5 @@
-"""`bench leaderboard [--results DIR] [--port N] [--headless]`: start the Streamlit leaderboard."""
+"""`bench leaderboard [--results DIR] [--port N] [--headless]`: start the Streamlit leaderboard;
+`bench leaderboard --export DIR`: write it as a self-contained static site instead."""
 
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ def run(args: argparse.Namespace) -> int:
     if not results.is_dir():
         raise BenchError(f"results folder {results} not found; publish a run first "
                          "(`bench run --suite demo --out runs/` then `bench publish runs/<adapter>`)")
+    if args.export:
+        from bench.leaderboards.export import export_site, stderr_progress
+
+        done = export_site(results, Path(args.export), progress=stderr_progress)
+        print(f"{done.out}/index.html: {done.n_runs} result(s) in {done.n_suites} suite(s), "
+              f"{done.n_claims_files} claims file(s); also {', '.join(f for f in done.files if f != 'index.html')}")
+        return 0
     if args.port is not None and not 1 <= args.port <= 65535:
         raise BenchError(f"--port {args.port} is not a TCP port (1-65535)")
     env = dict(os.environ, BENCH_RESULTS_DIR=str(results))
@@ -49,12 +57,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("leaderboard", help="start the Streamlit leaderboard on a results folder",
+    p = sub.add_parser("leaderboard", help="start the Streamlit leaderboard on a results folder (or export it)",
                        description="Start the leaderboard app (pages: Leaderboard, Robustness, Samples, "
-                       "Protocol) on a results folder.")
+                       "Protocol, About) on a results folder, or with --export write the same tables and "
+                       "robustness charts as a static site (no server, no network).")
     p.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
     p.add_argument("--port", type=int, default=None, metavar="N", help="port (default: Streamlit's, 8501)")
     p.add_argument("--address", default=None, metavar="HOST",
                    help="address to listen on (default: Streamlit's; use 127.0.0.1 to stay local)")
     p.add_argument("--headless", action="store_true", help="do not open a browser")
+    p.add_argument("--export", metavar="DIR", default=None,
+                   help="write a static site (index.html, leaderboard.csv, reported.csv, leaderboard.md) to DIR "
+                        "instead of starting the app; DIR is replaced only if it is an earlier export")
     p.set_defaults(func=run)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.results.publish import publish
-
 
 def run(args: argparse.Namespace) -> int:
+    from bench.results.publish import publish  # here: `bench --help` needs no pandas
+
     dest = publish(Path(args.run_dir), Path(args.results), allow_failed=args.allow_failed,
                    allow_missing_metrics=args.allow_missing_metrics)
     print(f"published {args.run_dir} -> {dest}")

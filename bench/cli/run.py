@@ -112,7 +112,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true", help="retry samples that failed before")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="only the first N samples, N >= 1 (smoke test; recorded in results)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--device", default="cpu",
+                   help="cpu | cuda | cuda:N | cuda:0,cuda:1 (one model process per GPU) | auto (every GPU)")
     p.add_argument("--metrics", metavar="M1,M2", help="metrics to compute, comma-separated (default: the suite's)")
     p.add_argument("--strict", action="store_true",
                    help="exit 3 when any sample failed (default: only when an adapter failed on every sample)")

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.core.prediction_folders import folder_tasks
     from bench.core.registry import create_dataset
     from bench.engine.runner import command_line
-    from bench.engine.score_cache import scoring_code_sha256
+    from bench.engine.run_memo import scoring_code_sha256
     from bench.engine.scoring import add_metric_columns, aggregate, score_jobs
     from bench.results.report import finish, print_summary, summarize_failures
     from bench.results.writer import build_results, write_run

@@ -1,26 +1,27 @@
 """`bench verify-claims CLAIMS --runs DIR...`: is each claimed number inside the measured 95% CI?
 
-CLAIMS is a claims YAML file or the name of a built-in one (``bench/claims/NAME.yaml``, e.g.
-``legion_robustness``: the LEGION paper's Table 10)."""
+CLAIMS is a claims YAML file or the name of one under ``results/<suite>/claims/`` (``NAME`` or
+``SUITE/NAME``, e.g. ``legion_table10_robustness``: the LEGION paper's Table 10)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-import numpy as np
-
-from bench.results.claims import load_claims, verify_claims
-from bench.results.compare import find_runs, print_table
+import math
 
 
 def _fmt(x: float, scale: float, signed: bool = False) -> str:
-    if not np.isfinite(x):
+    if not math.isfinite(x):
         return "-"
     return f"{x * scale:+.2f}" if signed else f"{x * scale:.2f}"
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.results.claims import load_claims, verify_claims  # here: `bench --help` needs no pandas
+    from bench.results.compare import print_table
+    from bench.results.reader import find_runs
+
     cf = load_claims(args.claims)
     runs = find_runs(args.runs) if args.runs else []
     verdicts = verify_claims(cf, runs, n_resamples=args.n_resamples, seed=args.seed)
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append([
                 c.id or str(i), c.text(),
                 _fmt(v.measured, c.scale, signed),
-                f"[{_fmt(v.lo, c.scale, signed)}, {_fmt(v.hi, c.scale, signed)}]" if np.isfinite(v.lo) else "-",
+                f"[{_fmt(v.lo, c.scale, signed)}, {_fmt(v.hi, c.scale, signed)}]" if math.isfinite(v.lo) else "-",
                 v.status, f"{v.distance:.2f}" if v.status == "inconsistent" else "",
                 v.runs, v.note,
             ])
@@ -50,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
     return 1 if args.strict and counts["inconsistent"] else 0
 
 
-def _builtin() -> list[str]:
-    from bench.results.claims import builtin_claims
+def _names() -> str:
+    from bench.results.claims import claims_listing
 
-    return builtin_claims()
+    return claims_listing()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,10 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="For each claim in CLAIMS (method, dataset/suite, condition, metric, value; or "
                     "'A beats B by X'), say whether the value lies inside the measured 95% interval of "
                     "a matching run. Exit 0 unless the file is malformed, or --strict and some claim is "
-                    "inconsistent. Example: bench verify-claims legion_robustness --runs runs/")
+                    "inconsistent. Example: bench verify-claims legion_table10_robustness --runs runs/")
     p.add_argument("claims", metavar="CLAIMS",
-                   help="claims YAML file, or a built-in claims name: "
-                        + (", ".join(_builtin()) or "none"))
+                   help="claims YAML file, or the name of one in results/<suite>/claims/: " + _names())
     p.add_argument("--runs", nargs="+", metavar="DIR", default=[],
                    help="run folders, or folders searched recursively for results.json")
     p.add_argument("--strict", action="store_true", help="exit 1 when any claim is inconsistent")

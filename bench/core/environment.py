@@ -21,7 +21,7 @@ TRACKED_PACKAGES = (
 
 def git_commit() -> str | None:
     """The commit of the harness checkout (with ``-dirty`` when modified), or None."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # bench/core/environment.py -> the checkout
     if not (root / ".git").exists():
         return None
     try:

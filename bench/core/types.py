@@ -339,6 +339,14 @@ class Adapter(abc.ABC):
     #: misspelt ``--config`` key before a run (the adapter's ``__init__`` should then refuse
     #: unknown keys itself). When declared, ``__init__`` refuses any other key, with a suggestion.
     config_keys: ClassVar[frozenset[str] | None] = None
+    #: What is known about the model, for the leaderboard (recorded in results as
+    #: ``adapter.card``): ``paper`` (citation), ``paper_url``, ``code_url``, ``licence``,
+    #: ``parameters`` (text, e.g. "~8B"), ``training_data``, ``finetuned_on`` (a dataset the
+    #: weights were fine-tuned on). A key left out is unknown (None): never guessed.
+    card: ClassVar[dict[str, str | None]] = {}
+    #: The keys of ``card``, in display order.
+    card_keys: ClassVar[tuple[str, ...]] = ("paper", "paper_url", "code_url", "licence", "parameters",
+                                            "training_data", "finetuned_on")
 
     def __init__(self, **config: Any):
         self.check_config(config)

@@ -119,7 +119,56 @@ class Manifest(Dataset):
 
 
 def parse_line(line: bytes, base: Path, where: str) -> Sample:
-    """One manifest line -> Sample; :class:`LineError` if it is malformed."""
+    """One manifest line as a Sample.
+
+    Parameters
+    ----------
+    line : bytes
+        The line, without its newline.
+    base : Path
+        The manifest's folder: relative paths are resolved against it.
+    where : str
+        ``<manifest path>:<line number>``; the number goes to ``meta["manifest_line"]``.
+
+    Returns
+    -------
+    sample : Sample
+        With ``mask_rule`` ``file``, ``polygon`` or ``box_inclusive`` from the line's geometry
+        field, ``none`` for a real image or a line without geometry.
+
+    Raises
+    ------
+    LineError
+        Naming the first problem of the line (see the module docstring).
+    """
+    rec = _record(line)
+    image, label = _image_and_label(rec)
+    sid = rec.get("id", image)
+    if not isinstance(sid, str) or not sid.strip():
+        raise LineError(f"'id' is {sid!r}; expected a non-empty string")
+    reference = _optional_text(rec, "reference")
+    user_meta = rec.get("meta", {})
+    if not isinstance(user_meta, dict):
+        raise LineError(f"'meta' is a JSON {json_type(user_meta)}, not an object")
+    split = _optional_text(rec, "split")
+    geometry = [k for k in GEOMETRY_KEYS if rec.get(k) is not None]
+    if len(geometry) > 1:
+        raise LineError(f"two geometry fields ({' and '.join(geometry)}); give one of mask, polygons, boxes")
+
+    image_path = _resolve(base, image)
+    meta: dict[str, Any] = {**user_meta, "source": "manifest", "manifest_line": int(where.rsplit(":", 1)[1]),
+                            "file_name": image_path.name, "has_mask": bool(geometry) or label == REAL}
+    if split is not None:
+        meta["split"] = split
+    regions, mask_path, mask_rule = _ground_truth(rec, geometry[0] if geometry else None, base)
+    if label == REAL:
+        mask_rule = "none"
+    return Sample(id=sid, image_path=image_path, label=label, reference=reference, regions=regions,
+                  meta=meta, mask_rule=mask_rule, mask_path=mask_path)
+
+
+def _record(line: bytes) -> dict[str, Any]:
+    """The line's JSON object, of known keys only."""
     try:
         rec = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -131,48 +180,39 @@ def parse_line(line: bytes, base: Path, where: str) -> Sample:
     unknown = set(rec) - KNOWN_KEYS
     if unknown:
         raise LineError(f"unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(KNOWN_KEYS))})")
+    return rec
+
+
+def _image_and_label(rec: dict[str, Any]) -> tuple[str, int]:
+    """The two required fields: the image path as written, and the label."""
     image = rec.get("image")
     if not isinstance(image, str) or not image.strip():
         raise LineError("missing or empty 'image' (a path to the image file)")
     if "label" not in rec:
         raise LineError("missing 'label' (\"fake\", \"real\", 1 or 0)")
-    label = parse_label(rec["label"])
-    sid = rec.get("id", image)
-    if not isinstance(sid, str) or not sid.strip():
-        raise LineError(f"'id' is {sid!r}; expected a non-empty string")
-    reference = rec.get("reference")
-    if reference is not None and not isinstance(reference, str):
-        raise LineError(f"'reference' is a JSON {json_type(reference)}, not a string")
-    user_meta = rec.get("meta", {})
-    if not isinstance(user_meta, dict):
-        raise LineError(f"'meta' is a JSON {json_type(user_meta)}, not an object")
-    split = rec.get("split")
-    if split is not None and not isinstance(split, str):
-        raise LineError(f"'split' is a JSON {json_type(split)}, not a string")
-    geometry = [k for k in GEOMETRY_KEYS if rec.get(k) is not None]
-    if len(geometry) > 1:
-        raise LineError(f"two geometry fields ({' and '.join(geometry)}); give one of mask, polygons, boxes")
+    return image, parse_label(rec["label"])
 
-    image_path = _resolve(base, image)
-    meta: dict[str, Any] = {**user_meta, "source": "manifest", "manifest_line": int(where.rsplit(":", 1)[1]),
-                            "file_name": image_path.name, "has_mask": bool(geometry) or label == REAL}
-    if split is not None:
-        meta["split"] = split
-    regions: tuple[Region, ...] = ()
-    mask_path: Path | None = None
-    mask_rule = "none"
-    if geometry == ["mask"]:
+
+def _optional_text(rec: dict[str, Any], key: str) -> str | None:
+    """``rec[key]`` if it is a string, None if absent or null."""
+    value = rec.get(key)
+    if value is not None and not isinstance(value, str):
+        raise LineError(f"'{key}' is a JSON {json_type(value)}, not a string")
+    return value
+
+
+def _ground_truth(rec: dict[str, Any], geometry: str | None, base: Path,
+                  ) -> tuple[tuple[Region, ...], Path | None, str]:
+    """(regions, mask file, mask rule) from the line's one geometry field (None: no geometry)."""
+    if geometry == "mask":
         if not isinstance(rec["mask"], str) or not rec["mask"].strip():
             raise LineError(f"'mask' is {rec['mask']!r}; expected a path to a mask image")
-        mask_path, mask_rule = _resolve(base, rec["mask"]), "file"
-    elif geometry == ["polygons"]:
-        regions, mask_rule = _polygons(rec["polygons"]), "polygon"
-    elif geometry == ["boxes"]:
-        regions, mask_rule = _boxes(rec["boxes"]), "box_inclusive"
-    if label == REAL:
-        mask_rule = "none"
-    return Sample(id=sid, image_path=image_path, label=label, reference=reference, regions=regions,
-                  meta=meta, mask_rule=mask_rule, mask_path=mask_path)
+        return (), _resolve(base, rec["mask"]), "file"
+    if geometry == "polygons":
+        return _polygons(rec["polygons"]), None, "polygon"
+    if geometry == "boxes":
+        return _boxes(rec["boxes"]), None, "box_inclusive"
+    return (), None, "none"
 
 
 def _resolve(base: Path, p: str) -> Path:

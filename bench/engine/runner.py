@@ -19,14 +19,14 @@ from typing import Any, Sequence
 
 from bench.core.conditions import Condition
 from bench.core.types import Dataset, Sample
+from bench.engine import run_memo
 from bench.engine.cache import PredictionCache
 from bench.engine.executors.local import WorkerPool, infer_local
-from bench.engine.inference import AdapterSpec, ShardReport
+from bench.engine.inference import AdapterSpec, ShardReport, WorkItem
 from bench.engine.plan import RunOptions, check_inputs, open_samples, plan_jobs
-from bench.engine.score_cache import ScoredTables, scoring_code_sha256
-from bench.engine.scoring import CacheSource, add_metric_columns, aggregate, score_jobs
+from bench.engine.run_memo import scoring_code_sha256
 from bench.io.paths import cache_root, safe_name
-from bench.metrics import get_metric
+from bench.results.report import FailureSummary
 from bench.results.writer import build_results, write_run
 from bench.suites import Suite
 
@@ -94,7 +94,20 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
     infer_s = time.perf_counter() - t0
     if opts.phase == "infer":
         return AdapterRun(name, None, None, report, _failure_summary(name, jobs, cache_dir, report))
+    out = Path(opts.out_dir) / safe_name(name)
+    key = _run_key(spec, jobs, dataset, suite, opts, cache_dir)
+    if report.n_inferred == 0 and report.n_failed == 0 and not report.stopped:
+        hit = run_memo.recall(out, key)
+        if hit is not None:  # an identical run already wrote this folder
+            results, failures = hit
+            summary = FailureSummary(**{**failures, "adapter": name})
+            summary.n_reused = _n_failed_in_cache(jobs, cache_dir)  # all recorded before this run
+            return AdapterRun(name, out, results, report, summary)
     t1 = time.perf_counter()
+    # here, not at the top: an identical re-run (above) needs neither pandas nor the metrics
+    from bench.engine.score_cache import ScoredTables
+    from bench.engine.scoring import CacheSource, add_metric_columns, aggregate, not_computed, score_jobs
+
     adapter = spec.create()
     tasks = set(adapter.tasks)
     tables = ScoredTables(cache_dir)
@@ -111,6 +124,8 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
             missing = df["error"].fillna("").str.contains("no prediction for condition", regex=False)
             df.loc[missing, "error"] = "not inferred: " + report.stopped
         tables.put(table_key, df)
+    from bench.metrics import get_metric
+
     used = [m for m in suite.metrics if get_metric(m).task in tasks]
     per_condition = aggregate(df, [c.key for c in conditions], used, suite.protocol.get("bootstrap", {}))
     score_s = time.perf_counter() - t1
@@ -122,7 +137,6 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
                 "n_failed_now": report.n_failed, "n_calls": report.n_calls},
         scoring_code_sha256=scoring_code_sha256(), limit=opts.limit, command=opts.command,
     )
-    out = Path(opts.out_dir) / safe_name(name)
     out.mkdir(parents=True, exist_ok=True)
     from bench.engine.outdir import clean_previous_run
 
@@ -135,40 +149,71 @@ def _run_one(name: str, suite: Suite, dataset: Dataset, samples: Sequence[Sample
             write_gallery(out / "gallery", jobs, conditions, suite, cache_dir, opts.gallery_size)
         except Exception as exc:  # pictures are a convenience; never lose a result for them
             log.warning("gallery not written: %s", exc)
-    return AdapterRun(name, out, results, report, _failure_summary(name, jobs, cache_dir, report, df))
+    failures = _failure_summary(name, jobs, cache_dir, report, df)
+    if not not_computed(df) and not failures.n_uninferred:  # a missing model or prediction may come
+        run_memo.remember(out, key, results, failures)
+    return AdapterRun(name, out, results, report, failures)
+
+
+def _n_failed_in_cache(jobs: list, cache_dir: Path) -> int:
+    cache = PredictionCache(cache_dir)
+    try:
+        return sum(cache.status(k) == "failed" for _, items in jobs for _, k in items)
+    finally:
+        cache.close()
+
+
+def _run_key(spec: AdapterSpec, jobs: list, dataset: Dataset, suite: Suite, opts: RunOptions, cache_dir: Path) -> str:
+    cache = PredictionCache(cache_dir)
+    try:
+        return run_memo.run_key(jobs=jobs, status=cache.status, fingerprint=dataset.fingerprint(), suite=suite,
+                                adapter=spec.name, config_json=spec.config_json,
+                                scoring_code_sha256=scoring_code_sha256(),
+                                options={"gallery_size": opts.gallery_size, "limit": opts.limit,
+                                         "command": opts.command, "n_samples": len(jobs)})
+    finally:
+        cache.close()
 
 
 
 # -- infer ------------------------------------------------------------------------------
 
-def _needs_work(jobs: list, cache_dir: Path, retry_failed: bool) -> tuple[list[Sample], int]:
-    """Samples with at least one (condition) the cache does not hold, and the count of cached
-    items: checked here, so a fully cached run starts no worker and loads no model."""
+def _pending(jobs: list, conditions: Sequence[Condition], cache_dir: Path,
+             retry_failed: bool) -> tuple[list[WorkItem], ShardReport]:
+    """The work items the cache lacks (recorded failures count as done unless
+    ``retry_failed``), and a report counting every pair and the cached ones: checked here, so
+    a fully cached run starts no worker and loads no model."""
+    by_key = {c.key: c for c in conditions}
     cache = PredictionCache(cache_dir)
-    todo, n_cached = [], 0
-    for sample, items in jobs:
-        states = [cache.status(k) for _, k in items]
-        done = sum(st == "ok" or (st == "failed" and not retry_failed) for st in states)
-        if done < len(states):
-            todo.append(sample)  # the shard counts this sample's cached items itself
-        else:
-            n_cached += done
-    cache.close()
-    return todo, n_cached
+    items: list[WorkItem] = []
+    report = ShardReport()
+    try:
+        for sample, pairs in jobs:
+            todo = []
+            for cond_key, key in pairs:
+                report.n_items += 1
+                st = cache.status(key)
+                if st == "ok" or (st == "failed" and not retry_failed):
+                    report.n_cached += 1
+                else:
+                    todo.append((by_key[cond_key], key))
+            if todo:
+                items.append((sample, todo))
+    finally:
+        cache.close()
+    return items, report
 
 
 def _infer(spec: AdapterSpec, jobs: list, conditions, suite, opts, cache_dir, pool: WorkerPool) -> ShardReport:
-    samples, n_cached = _needs_work(jobs, cache_dir, opts.retry_failed)
-    skipped = ShardReport(n_items=n_cached, n_cached=n_cached)
-    if not samples:
-        return skipped
+    items, report = _pending(jobs, conditions, cache_dir, opts.retry_failed)
+    if not items:
+        return report
     if opts.executor == "ray":
         from bench.engine.executors.ray import infer_with_ray  # Ray is an optional dependency
 
-        report = infer_with_ray(spec, samples, conditions, suite.seed, cache_dir, opts)
+        report.add(infer_with_ray(spec, items, suite.seed, cache_dir, opts))
     else:
-        report = infer_local(spec, samples, conditions, suite.seed, cache_dir, opts, pool)
-    report.add(skipped)
+        report.add(infer_local(spec, items, suite.seed, cache_dir, opts, pool))
     return report
 
 

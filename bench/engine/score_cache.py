@@ -13,31 +13,14 @@ holding rows that could not find their prediction (an unfinished infer phase) is
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
 
 from bench.engine.cache import canonical_json
+from bench.engine.run_memo import scoring_code_sha256
 from bench.io.paths import atomic_path
-
-#: The code that turns predictions into rows and metrics, relative to the ``bench`` folder.
-SCORING_SOURCES = ("engine/scoring.py", "io/masks.py", "core/types.py", "io/imageio.py", "metrics")
-
-
-@lru_cache(maxsize=1)
-def scoring_code_sha256() -> str:
-    """sha256 over :data:`SCORING_SOURCES` (each file's path and bytes)."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for name in SCORING_SOURCES:
-        p = root / name
-        files = sorted(p.glob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
-
 
 class ScoredTables:
     """``<cache_dir>/../scored/<key>.parquet`` (beside the prediction cache)."""

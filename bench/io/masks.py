@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
 from bench.errors import BenchError, SampleError
@@ -71,6 +70,8 @@ def polygons_to_mask(
     infinite values, coordinates past the int32 range, or (``clip=False``) a polygon outside
     the image.
     """
+    import cv2  # here, not at the top: reading a dataset's records needs no OpenCV
+
     mask = np.zeros((height, width), dtype=np.uint8)
     tol_x = max(2.0, OUTSIDE_TOLERANCE * width)
     tol_y = max(2.0, OUTSIDE_TOLERANCE * height)
@@ -155,6 +156,8 @@ def heatmap_to_mask(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
     neighbour (``cv2.INTER_NEAREST``, applied to the binary map)."""
     binary = (np.asarray(heatmap) > 0).astype(np.uint8)
     if binary.shape != (height, width):
+        import cv2
+
         binary = cv2.resize(binary, (width, height), interpolation=cv2.INTER_NEAREST)
     return binary.astype(bool)
 

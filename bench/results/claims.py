@@ -45,9 +45,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from bench.core.conditions import Condition
-from bench.results.compare import (Run, canonical_condition, comparability_problems, diff_one, joined_samples,
-                           suffixed)
 from bench.errors import BenchError
+from bench.results.protocol import comparability_problems
+from bench.results.reader import Run, canonical_condition
 
 CLAIMS_SCHEMA = "bench.claims/1"
 _CLAIM_KEYS = frozenset({"id", "method", "dataset", "suite", "condition", "metric", "value", "beats", "by",
@@ -106,109 +106,203 @@ def _num(v: Any, what: str, where: str) -> float:
     return float(v)
 
 
-#: Built-in claims files: ``bench verify-claims NAME`` finds ``bench/claims/NAME.yaml``.
-BUILTIN_DIR = Path(__file__).parents[1] / "claims"
+#: Where claims files live: ``<results>/<suite>/claims/NAME.yaml`` (the board's content, reviewed
+#: like code). ``bench verify-claims NAME`` looks in ``./results`` and in the project's own
+#: ``results/`` (beside the ``bench`` package in a checkout).
+CLAIMS_GLOB = "*/claims/*.yaml"
 
 
-def builtin_claims() -> list[str]:
-    """Names of the built-in claims files (``legion_robustness`` ...)."""
-    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+def claims_roots() -> list[Path]:
+    """The results folders searched for claims by name: ``./results``, then the project's."""
+    roots: list[Path] = []
+    for r in (Path.cwd() / "results", Path(__file__).resolve().parents[2] / "results"):
+        if r.is_dir() and r.resolve() not in [x.resolve() for x in roots]:
+            roots.append(r)
+    return roots
+
+
+def claims_files(results_dir: Path | str | None = None) -> list[Path]:
+    """Every ``<suite>/claims/*.yaml`` under ``results_dir`` (default: :func:`claims_roots`),
+    sorted; symbolic links are skipped (the board reads only plain files inside its folder)."""
+    roots = [Path(results_dir)] if results_dir is not None else claims_roots()
+    out: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            out += sorted(p for p in root.glob(CLAIMS_GLOB)
+                          if p.is_file() and not p.is_symlink() and not p.parent.is_symlink())
+    return out
+
+
+def claims_names(files: Sequence[Path] | None = None) -> dict[str, Path]:
+    """Name -> file: the file's stem when one suite has it, else ``<suite>/<stem>`` for each
+    (``legion_table2_localization`` is in synthscars, loki and richhf). The first root wins."""
+    files = claims_files() if files is None else list(files)
+    by_stem: dict[str, dict[str, Path]] = {}
+    for f in files:
+        by_stem.setdefault(f.stem, {}).setdefault(f.parent.parent.name, f)
+    out: dict[str, Path] = {}
+    for stem, suites in sorted(by_stem.items()):
+        if len(suites) == 1:
+            out[stem] = next(iter(suites.values()))
+        for suite, f in sorted(suites.items()):
+            out[f"{suite}/{stem}"] = f
+    return out
+
+
+def claims_listing(names: dict[str, Path] | None = None) -> str:
+    """The names to offer, comma-separated: stems where unique, ``suite/stem`` where a stem is
+    in several suites."""
+    names = claims_names() if names is None else names
+    stems = {n for n in names if "/" not in n}
+    shown = [n for n in names if "/" not in n or n.rpartition("/")[2] not in stems]
+    return ", ".join(shown) or "none found"
 
 
 def resolve_claims(name_or_path: Path | str) -> Path:
-    """A claims file by path, or a built-in one by name (``legion_robustness``)."""
+    """A claims file by path, or by name: ``NAME`` or ``SUITE/NAME`` for
+    ``results/SUITE/claims/NAME.yaml`` (``legion_table10_robustness``)."""
     from bench.core.validate import did_you_mean
 
     p = Path(name_or_path).expanduser()
     if p.is_file():
         return p
+    names = claims_names()
     if p.is_dir():
-        raise ClaimsFileError(f"{p}: is a folder; give a claims YAML file or a built-in name "
-                              f"({', '.join(builtin_claims())})")
+        raise ClaimsFileError(f"{p}: is a folder; give a claims YAML file or a claims name "
+                              f"({claims_listing(names)})")
     text = str(name_or_path)
-    if "/" not in text and "\\" not in text:
-        stem = text[:-5] if text.endswith(".yaml") else text[:-4] if text.endswith(".yml") else text
-        builtin = BUILTIN_DIR / f"{stem}.yaml"
-        if builtin.is_file():
-            return builtin
-        hint = did_you_mean(stem, builtin_claims())
-    else:
-        hint = ""
-    raise ClaimsFileError(f"{text}: no such claims file or built-in claims name{hint} "
-                          f"(built-in: {', '.join(builtin_claims())})")
+    stem = text[:-5] if text.endswith(".yaml") else text[:-4] if text.endswith(".yml") else text
+    if stem in names:
+        return names[stem]
+    in_suites = sorted(n for n in names if n.endswith("/" + stem))
+    if in_suites:
+        raise ClaimsFileError(f"{text}: claims name in several suites; give one of {', '.join(in_suites)}")
+    raise ClaimsFileError(f"{text}: no such claims file or claims name{did_you_mean(stem, names)} "
+                          f"(names, from results/<suite>/claims/: {claims_listing(names)})")
 
 
 def load_claims(path: Path | str) -> ClaimsFile:
-    """Parse and validate a claims YAML (a path, or a built-in name, see :func:`resolve_claims`);
-    :class:`ClaimsFileError` naming the file, the line and the claim."""
-    from bench.core.validate import InputError, did_you_mean, load_yaml_file, node_line
+    """Parse and validate a claims YAML.
+
+    Parameters
+    ----------
+    path : Path or str
+        A claims file, or a built-in name (:func:`resolve_claims`).
+
+    Returns
+    -------
+    claims_file : ClaimsFile
+        The claims, each with the file's ``defaults`` applied and its condition canonical.
+
+    Raises
+    ------
+    ClaimsFileError
+        Naming the file, the line and the claim.
+    """
+    from bench.core.validate import InputError, load_yaml_file, node_line
 
     p = resolve_claims(path)
     try:
         data, root = load_yaml_file(p, "claims file")
     except InputError as exc:
         raise ClaimsFileError(str(exc)) from None
+    _check_top_level(p, data, root)
+    defaults = _defaults(p, data, root)
+    aliases = _aliases(p, data)
+    items = data.get("claims")
+    if not isinstance(items, list) or not items:
+        raise ClaimsFileError(f"{p}: `claims` must be a non-empty list")
+    claims = [_claim(item, defaults, f"{p}:{node_line(root, ['claims', i])}: claim {i + 1}")
+              for i, item in enumerate(items)]
+    return ClaimsFile(p, claims, aliases, str(data.get("title") or ""), str(data.get("source") or ""))
+
+
+def _check_top_level(p: Path, data: Any, root: Any) -> None:
+    """The file is a mapping of known top-level keys with the claims schema (if named)."""
+    from bench.core.validate import node_line
+
     if not isinstance(data, dict):
         raise ClaimsFileError(f"{p}: a claims file is a YAML mapping with a `claims:` list")
-    unknown = sorted(set(data) - _TOP_KEYS, key=str)
+    unknown = _unknown_key(data, _TOP_KEYS, "top-level key", "keys")
     if unknown:
-        k = unknown[0]
-        raise ClaimsFileError(f"{p}:{node_line(root, [k], True)}: unknown top-level key {k!r}"
-                              f"{did_you_mean(k, _TOP_KEYS)} (keys: {', '.join(sorted(_TOP_KEYS))})")
+        raise ClaimsFileError(f"{p}:{node_line(root, [unknown[0]], True)}: {unknown[1]}")
     if data.get("schema", CLAIMS_SCHEMA) != CLAIMS_SCHEMA:
         raise ClaimsFileError(f"{p}: schema is {data.get('schema')!r}, expected {CLAIMS_SCHEMA!r}")
+
+
+def _unknown_key(mapping: dict, known: frozenset[str], noun: str, plural: str) -> tuple[str, str] | None:
+    """(the first key of ``mapping`` not in ``known``, ``unknown <noun> 'k'`` with a suggestion
+    and the ``known`` list), or None when every key is known."""
+    from bench.core.validate import did_you_mean
+
+    unknown = sorted(set(mapping) - known, key=str)
+    if not unknown:
+        return None
+    k = unknown[0]
+    return k, f"unknown {noun} {k!r}{did_you_mean(k, known)} ({plural}: {', '.join(sorted(known))})"
+
+
+def _defaults(p: Path, data: dict, root: Any) -> dict[str, Any]:
+    """The file's ``defaults``: a mapping of claim fields."""
+    from bench.core.validate import did_you_mean, node_line
+
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict) or set(defaults) - _CLAIM_KEYS:
         bad = sorted(set(defaults) - _CLAIM_KEYS, key=str) if isinstance(defaults, dict) else []
         hint = f": unknown field {bad[0]!r}{did_you_mean(bad[0], _CLAIM_KEYS)}" if bad else ""
         raise ClaimsFileError(f"{p}:{node_line(root, ['defaults'])}: `defaults` must be a mapping of claim "
                               f"fields{hint} ({', '.join(sorted(_CLAIM_KEYS))})")
-    aliases_raw = data.get("aliases") or {}
-    if not isinstance(aliases_raw, dict):
+    return defaults
+
+
+def _aliases(p: Path, data: dict) -> dict[str, list[str]]:
+    """The file's ``aliases``: claim method -> adapter names (one name becomes a list)."""
+    raw = data.get("aliases") or {}
+    if not isinstance(raw, dict):
         raise ClaimsFileError(f"{p}: `aliases` must map a method to an adapter name or a list of names")
-    aliases = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in aliases_raw.items()}
-    items = data.get("claims")
-    if not isinstance(items, list) or not items:
-        raise ClaimsFileError(f"{p}: `claims` must be a non-empty list")
-    claims = []
-    for i, item in enumerate(items, 1):
-        where = f"{p}:{node_line(root, ['claims', i - 1])}: claim {i}"
-        if not isinstance(item, dict):
-            raise ClaimsFileError(f"{where}: must be a mapping, got {item!r}")
-        unknown = sorted(set(item) - _CLAIM_KEYS, key=str)
-        if unknown:
-            k = unknown[0]
-            raise ClaimsFileError(f"{where}: unknown field {k!r}{did_you_mean(k, _CLAIM_KEYS)} "
-                                  f"(fields: {', '.join(sorted(_CLAIM_KEYS))})")
-        c = {**defaults, **item}
-        for key in ("method", "metric"):
-            if not c.get(key):
-                raise ClaimsFileError(f"{where}: missing {key!r}")
-        if ("value" in c) == ("beats" in c):
-            raise ClaimsFileError(f"{where}: give exactly one of `value` (absolute) or `beats` (relative)")
-        if "by" in c and "beats" not in c:
-            raise ClaimsFileError(f"{where}: `by` needs `beats`")
-        scale = _num(c.get("scale", 100), "scale", where)
-        if scale <= 0:
-            raise ClaimsFileError(f"{where}: scale must be > 0")
-        tol = _num(c.get("tolerance", 0), "tolerance", where)
-        if tol < 0:
-            raise ClaimsFileError(f"{where}: tolerance must be >= 0")
-        _check_metric(str(c["metric"]), where)
-        _check_condition(str(c.get("condition", "clean")), where)
-        claims.append(Claim(
-            method=str(c["method"]), metric=str(c["metric"]),
-            condition=canonical_condition(str(c.get("condition", "clean"))),
-            value=_num(c["value"], "value", where) if "value" in c else None,
-            beats=str(c["beats"]) if "beats" in c else None,
-            by=_num(c["by"], "by", where) if c.get("by") is not None else None,
-            dataset=str(c["dataset"]) if c.get("dataset") else None,
-            suite=str(c["suite"]) if c.get("suite") else None,
-            scale=scale, tolerance=tol,
-            id=str(c["id"]) if c.get("id") is not None else None,
-            note=str(c["note"]) if c.get("note") else None,
-        ))
-    return ClaimsFile(p, claims, aliases, str(data.get("title") or ""), str(data.get("source") or ""))
+    return {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in raw.items()}
+
+
+def _claim(item: Any, defaults: dict[str, Any], where: str) -> Claim:
+    """One entry of ``claims``, with ``defaults`` applied; ``where`` names it in errors."""
+    if not isinstance(item, dict):
+        raise ClaimsFileError(f"{where}: must be a mapping, got {item!r}")
+    unknown = _unknown_key(item, _CLAIM_KEYS, "field", "fields")
+    if unknown:
+        raise ClaimsFileError(f"{where}: {unknown[1]}")
+    c = {**defaults, **item}
+    _check_fields(c, where)
+    scale = _num(c.get("scale", 100), "scale", where)
+    if scale <= 0:
+        raise ClaimsFileError(f"{where}: scale must be > 0")
+    tol = _num(c.get("tolerance", 0), "tolerance", where)
+    if tol < 0:
+        raise ClaimsFileError(f"{where}: tolerance must be >= 0")
+    _check_metric(str(c["metric"]), where)
+    _check_condition(str(c.get("condition", "clean")), where)
+    return Claim(
+        method=str(c["method"]), metric=str(c["metric"]),
+        condition=canonical_condition(str(c.get("condition", "clean"))),
+        value=_num(c["value"], "value", where) if "value" in c else None,
+        beats=str(c["beats"]) if "beats" in c else None,
+        by=_num(c["by"], "by", where) if c.get("by") is not None else None,
+        dataset=str(c["dataset"]) if c.get("dataset") else None,
+        suite=str(c["suite"]) if c.get("suite") else None,
+        scale=scale, tolerance=tol,
+        id=str(c["id"]) if c.get("id") is not None else None,
+        note=str(c["note"]) if c.get("note") else None,
+    )
+
+
+def _check_fields(c: dict[str, Any], where: str) -> None:
+    """A claim names its method and metric, and is either absolute or relative."""
+    for key in ("method", "metric"):
+        if not c.get(key):
+            raise ClaimsFileError(f"{where}: missing {key!r}")
+    if ("value" in c) == ("beats" in c):
+        raise ClaimsFileError(f"{where}: give exactly one of `value` (absolute) or `beats` (relative)")
+    if "by" in c and "beats" not in c:
+        raise ClaimsFileError(f"{where}: `by` needs `beats`")
 
 
 def _check_metric(name: str, where: str) -> None:
@@ -310,6 +404,8 @@ def _run_label(run: Run, n_matching: int) -> str:
 def verify_claim(claim: Claim, runs: Sequence[Run], aliases: dict[str, list[str]], *,
                  n_resamples: int | None = None, seed: int | None = None) -> Verdict:
     """The verdict for one claim against the given runs (see module docstring)."""
+    from bench.results.compare import diff_one, joined_samples, suffixed  # pandas: only when verifying
+
     ra_all = matching_runs(claim, claim.method, runs, aliases)
     if not ra_all:
         return Verdict(claim, "no run", note=f"no run of {claim.method}")

@@ -1,10 +1,11 @@
 """Compare two runs on the same data and protocol, with paired bootstrap intervals.
 
 A run is a folder holding ``results.json`` (schema ``bench.results/1``) and
-``samples.parquet`` (one row per (sample, condition)). Two runs are comparable only when their
-``dataset.fingerprint`` and their ``protocol`` agree (except the bootstrap settings and the
-local path of the CSS model, which do not change any value); otherwise :class:`BenchError`
-names every field that differs.
+``samples.parquet`` (one row per (sample, condition)), read by :mod:`bench.results.reader`.
+Two runs are comparable only when their ``dataset.fingerprint`` and their ``protocol`` agree
+(the run-level rule of :mod:`bench.results.protocol`: the bootstrap settings and the local
+path of the CSS model change no value and are ignored); otherwise :class:`BenchError` names
+every field that differs.
 
 For each condition and metric present in both runs, the rows are inner-joined on
 ``(sample_id, condition)`` and kept where both runs have ``status == "ok"``; then
@@ -21,200 +22,22 @@ exactly; they equal the values in ``results.json`` when no image failed in eithe
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from bench.core.conditions import Condition
 from bench.errors import BenchError
-from bench.results.schema import RESULTS_FILE, RESULTS_SCHEMA, SAMPLES_FILE
 from bench.metrics.stats import (paired_bootstrap_diff, paired_bootstrap_stat_diff, unpaired_bootstrap_diff,
-                         unpaired_bootstrap_stat_diff)
-
-#: Protocol fields that never change a metric value (dotted paths); ignored by the check.
-PROTOCOL_IGNORED = frozenset({"bootstrap", "css_model_info.path"})
-#: Protocol blocks a run records only when it computed the metric that needs them (the runner
-#: adds ``css_model_info`` only to runs that scored CSS): compared only when both runs have them.
-PROTOCOL_IF_BOTH = frozenset({"css_model_info"})
-
-
-def canonical_condition(key: str) -> str:
-    """The canonical key of a condition text (``none`` -> ``clean``; parameters sorted)."""
-    try:
-        return Condition.parse(str(key)).key
-    except ValueError:
-        return str(key).strip()
-
-
-def _condition_key(entry: dict[str, Any]) -> str:
-    """A results.json condition's key: its ``key``, else rebuilt from perturbation + params."""
-    if entry.get("key"):
-        return str(entry["key"])
-    pert = entry.get("perturbation") or "clean"
-    if pert == "clean":
-        return "clean"
-    params = entry.get("params") or {}
-    if isinstance(params, list):  # a chain: [{"name": .., params..}, ..]
-        return Condition.from_spec([{p["name"]: {k: v for k, v in p.items() if k != "name"}} for p in params]).key
-    return Condition.from_spec({"perturbation": pert, "params": params}).key
-
-
-@dataclass
-class Run:
-    """One adapter run folder: its ``results.json`` and (lazily) its ``samples.parquet``."""
-
-    path: Path
-    results: dict[str, Any]
-    _samples: pd.DataFrame | None = field(default=None, repr=False)
-
-    @property
-    def adapter(self) -> str:
-        return str((self.results.get("adapter") or {}).get("name", "?"))
-
-    @property
-    def dataset(self) -> str:
-        return str((self.results.get("dataset") or {}).get("name", "?"))
-
-    @property
-    def suite(self) -> str:
-        return str((self.results.get("suite") or {}).get("name", "?"))
-
-    @property
-    def fingerprint(self) -> str | None:
-        return (self.results.get("dataset") or {}).get("fingerprint")
-
-    @property
-    def protocol(self) -> dict[str, Any]:
-        return dict(self.results.get("protocol") or {})
-
-    @property
-    def created(self) -> str:
-        return str(self.results.get("created") or "")
-
-    def conditions(self) -> dict[str, dict[str, Any]]:
-        """Canonical condition key -> the condition's entry in results.json."""
-        out: dict[str, dict[str, Any]] = {}
-        for c in self.results.get("conditions") or []:
-            out[canonical_condition(_condition_key(c))] = c
-        return out
-
-    def metric(self, condition: str, name: str) -> dict[str, Any] | None:
-        cond = self.conditions().get(canonical_condition(condition))
-        if cond is None:
-            return None
-        return (cond.get("metrics") or {}).get(name)
-
-    @property
-    def has_samples(self) -> bool:
-        return self._samples is not None or (self.path / SAMPLES_FILE).is_file()
-
-    @property
-    def samples(self) -> pd.DataFrame:
-        if self._samples is None:
-            p = self.path / SAMPLES_FILE
-            if not p.is_file():
-                raise BenchError(f"{p}: not found (per-sample values are needed for paired intervals)")
-            try:
-                df = pd.read_parquet(p)
-            except Exception as exc:
-                raise BenchError(f"{p}: cannot read: {exc}") from None
-            missing = {"sample_id", "condition", "status"} - set(df.columns)
-            if missing:
-                raise BenchError(f"{p}: missing column(s) {', '.join(sorted(missing))}")
-            df = df.copy()
-            keys = {k: canonical_condition(k) for k in df["condition"].unique()}
-            df["condition"] = df["condition"].map(keys)
-            df["sample_id"] = df["sample_id"].astype(str)
-            self._samples = df
-        return self._samples
-
-    def describe(self) -> str:
-        return f"{self.adapter} ({self.path})"
-
-
-def load_run(path: Path | str) -> Run:
-    """A run from its folder (or its ``results.json``); :class:`BenchError` naming the file."""
-    p = Path(path).expanduser()
-    if p.is_file():
-        p = p.parent
-    rf = p / RESULTS_FILE
-    if not rf.is_file():
-        raise BenchError(f"{p}: no {RESULTS_FILE} here (pass a run folder written by `bench run`)")
-    try:
-        results = json.loads(rf.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BenchError(f"{rf}: cannot read results: {exc}") from None
-    if not isinstance(results, dict) or results.get("schema") != RESULTS_SCHEMA:
-        schema = results.get("schema") if isinstance(results, dict) else None
-        raise BenchError(f"{rf}: schema is {schema!r}, expected {RESULTS_SCHEMA!r}")
-    return Run(p, results)
-
-
-def find_runs(paths: Iterable[Path | str]) -> list[Run]:
-    """Every run under ``paths``: a run folder itself, or any folder below holding results.json."""
-    runs: list[Run] = []
-    seen: set[Path] = set()
-    for path in paths:
-        p = Path(path).expanduser()
-        if not p.exists():
-            raise BenchError(f"{p}: no such file or folder")
-        files = [p] if p.is_file() else ([p / RESULTS_FILE] if (p / RESULTS_FILE).is_file()
-                                          else sorted(p.rglob(RESULTS_FILE)))
-        for f in files:
-            d = f.parent.resolve()
-            if d not in seen:
-                seen.add(d)
-                runs.append(load_run(d))
-    return runs
+                                 unpaired_bootstrap_stat_diff)
+from bench.results.protocol import comparability_problems
+from bench.results.reader import Run, canonical_condition
+from bench.results.schema import SAMPLES_FILE
 
 
 # -- comparability --------------------------------------------------------------------------
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out if out or not prefix else {prefix[:-1]: {}}
-    return {prefix[:-1]: d}
-
-
-def _ignored(path: str) -> bool:
-    return any(path == ig or path.startswith(ig + ".") for ig in PROTOCOL_IGNORED)
-
-
-def protocol_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Dotted protocol fields whose values differ, as ``"protocol.X: A=.. B=.."`` lines."""
-    a, b = dict(a), dict(b)
-    for key in PROTOCOL_IF_BOTH:
-        if not a.get(key) or not b.get(key):
-            a.pop(key, None)
-            b.pop(key, None)
-    fa, fb = _flatten(a), _flatten(b)
-    out = []
-    for key in sorted(set(fa) | set(fb)):
-        if _ignored(key):
-            continue
-        va, vb = fa.get(key, "<absent>"), fb.get(key, "<absent>")
-        if va != vb:
-            out.append(f"protocol.{key}: A={va!r} B={vb!r}")
-    return out
-
-
-def comparability_problems(a: Run, b: Run) -> list[str]:
-    """Why two runs cannot be compared (empty when they can)."""
-    problems = []
-    if a.fingerprint != b.fingerprint or a.fingerprint is None:
-        problems.append(f"dataset.fingerprint: A={a.fingerprint!r} ({a.dataset}) "
-                        f"B={b.fingerprint!r} ({b.dataset})")
-    problems.extend(protocol_differences(a.protocol, b.protocol))
-    return problems
-
 
 def check_comparable(a: Run, b: Run) -> None:
     """:class:`BenchError` naming each differing field unless the runs are comparable."""
@@ -347,7 +170,7 @@ def compare_runs(a: Run, b: Run, *, n_resamples: int | None = None, seed: int | 
     boot = a.protocol.get("bootstrap") or {}
     n_resamples = int(n_resamples if n_resamples is not None else boot.get("n", 1000))
     seed = int(seed if seed is not None else boot.get("seed", 0))
-    ca, cb = a.conditions(), b.conditions()
+    ca, cb = a.by_condition(), b.by_condition()
     keys = [k for k in ca if k in cb]
     notes = [f"condition {k} only in {'A' if k in ca else 'B'}" for k in list(ca) + list(cb)
              if (k in ca) != (k in cb)]

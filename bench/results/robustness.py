@@ -40,8 +40,20 @@ def family_of(key: str) -> tuple[str, str]:
         return key, key
     if cond.is_clean:
         return CLEAN, CLEAN
-    fam = "+".join(f"{s.name}({','.join(k for k, _ in s.params)})" if s.params else s.name for s in cond.steps)
+    fam = "+".join(_step_family(s.name, s.params) for s in cond.steps)
     return cond.perturbation, fam
+
+
+#: Parameters that name WHAT is applied rather than how strongly: part of the family.
+IDENTITY_PARAMS = frozenset({"transform"})  # albumentations(transform=Blur, blur_limit=...)
+
+
+def _step_family(name: str, params: tuple) -> str:
+    """``jpeg(quality)``; ``albumentations(transform=Blur,blur_limit)``: the levels of one family
+    differ only in strength, never in which transform runs."""
+    if not params:
+        return name
+    return f"{name}({','.join(f'{k}={v}' if k in IDENTITY_PARAMS else k for k, v in params)})"
 
 
 def _mean(xs: list[float | None]) -> float | None:

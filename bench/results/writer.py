@@ -50,7 +50,7 @@ def build_results(*, suite: Any, dataset: Any, n_samples: int, adapter: Any, con
                     "n_samples": n_samples, "limit": limit},
         "adapter": {**adapter.identity(),
                     "code_sha256": adapter_code_sha256(type(adapter)) if isinstance(adapter, Adapter) else None,
-                    "tasks": sorted(adapter.tasks), "flags": dict(adapter.flags)},
+                    "tasks": sorted(adapter.tasks), "flags": dict(adapter.flags), "card": adapter_card(adapter)},
         "protocol": _protocol(suite.protocol, extra_protocol, used_metrics),
         "metrics_used": list(used_metrics),
         "perturbation_provenance": {"seed": suite.seed, **perturbation_provenance()},
@@ -63,6 +63,13 @@ def build_results(*, suite: Any, dataset: Any, n_samples: int, adapter: Any, con
         result["robustness"] = robustness_summary(
             {c["key"]: {m: v["value"] for m, v in c["metrics"].items()} for c in conds_out})
     return result
+
+
+def adapter_card(adapter: Any) -> dict[str, str | None]:
+    """What is known about the model (``Adapter.card``), every key of ``Adapter.card_keys``
+    present; unknown ones None (never guessed)."""
+    card = getattr(adapter, "card", None) or {}
+    return {k: (str(card[k]) if card.get(k) is not None else None) for k in Adapter.card_keys}
 
 
 def _protocol(base: dict[str, Any], extra: dict[str, Any] | None, used_metrics: Sequence[str]) -> dict[str, Any]:

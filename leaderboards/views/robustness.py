@@ -1,11 +1,12 @@
-"""Robustness page: metric vs perturbation severity, one line per adapter with its 95% band,
-and the drop from clean as a table."""
+"""Robustness page: metric vs perturbation severity, one line per run with its 95% band and a
+legend, and the drop from clean as a table. By default: the dataset group and the protocol
+variant that most runs with perturbed conditions share."""
 
 from __future__ import annotations
 
-import altair as alt
 import streamlit as st
 
+from bench.leaderboards import board as B
 from bench.leaderboards import tables as T
 from bench.leaderboards import ui
 
@@ -17,66 +18,55 @@ if not loaded.runs:
 
 runs = loaded.runs
 suites = sorted({r.suite for r in runs})
-with st.sidebar:
-    st.header("View")
-    ui.init_state("rb_suite", "suite", suites, suites[0])
-    suite = st.selectbox("Suite", suites, key="rb_suite")
-    in_suite = [r for r in runs if r.suite == suite]
-    groups = list(dict.fromkeys(T.dataset_key(r) for r in in_suite))
-    labels = T.group_labels(groups)
-    gidx = list(range(len(groups)))
-    ui.init_state("rb_group", "group", gidx, 0)
-    gi = st.selectbox("Dataset", gidx, key="rb_group", format_func=lambda i: labels[groups[i]],
-                      help="Runs on different data are never drawn on one chart.")
-    group_runs = [r for r in in_suite if T.dataset_key(r) == groups[gi]]
-    variants = T.metric_variants(group_runs)
-    metric_opts = list(variants)
-    ui.init_state("rb_metric", "metric", metric_opts, metric_opts[0] if metric_opts else None)
-    choice = st.selectbox("Metric", metric_opts, key="rb_metric",
-                          help="A metric whose results differ in protocol choices is listed once per variant.")
-    metric, variant = variants[choice] if choice else (None, None)
-    row_label = T.row_labels(group_runs)
-    in_variant = T.in_variant(group_runs, metric, variant) if metric else []
-    adapters = [row_label[r.rel] for r in in_variant]
-    ui.init_state("rb_adapters", "adapter", adapters, adapters, multi=True)
-    sel = st.multiselect("Adapters", adapters, key="rb_adapters")
+top = st.columns([1, 2, 2], vertical_alignment="bottom")
+ui.init_state("rb_suite", "suite", suites, B.default_robustness_suite(runs))
+suite = top[0].selectbox("Suite", suites, key="rb_suite")
+in_suite = [r for r in runs if r.suite == suite]
+groups = B.robustness_groups(in_suite)
+labels = {g: B.group_title(g) for g in groups}
+gidx = list(range(len(groups)))
+ui.init_state("rb_group", "group", gidx, 0)
+gi = top[1].selectbox("Dataset", gidx, key="rb_group", format_func=lambda i: labels[groups[i]],
+                      help="Runs on different data are never drawn on one chart. Default: the data most "
+                      "runs with perturbed conditions share.")
+group_runs = [r for r in in_suite if T.dataset_key(r) == groups[gi]]
+variants = T.metric_variants(group_runs)
+metric_opts = list(variants)
+ui.init_state("rb_metric", "metric", metric_opts, B.default_variant(group_runs, variants))
+choice = top[2].selectbox("Metric", metric_opts, key="rb_metric",
+                          help="A metric whose results differ in protocol choices is listed once per variant; "
+                          "the default is the variant most runs with perturbed conditions share.")
+metric, variant = variants[choice] if choice else (None, None)
+in_variant = T.in_variant(group_runs, metric, variant) if metric else []
+run_label = B.run_labels(in_variant)
+ids = [r.run_id for r in in_variant]
+# links name runs by run id (stable when an adapter gets a second run); adapter=NAME still works
+legacy = [r.run_id for r in in_variant if r.adapter in set(ui.query_list("adapter"))]
+ui.init_state("rb_runs", "run", ids, legacy or ids, multi=True)
+sel = st.multiselect("Runs", ids, key="rb_runs", format_func=lambda i: run_label.get(i, i))
 
-ui.write_params({"suite": suite, "group": gi, "metric": choice, "adapter": sel})
-chosen = [r for r in in_variant if row_label[r.rel] in set(sel)]
-st.caption(ui.md_escape(labels[groups[gi]]))
+ui.write_params({"suite": suite, "group": gi, "metric": choice, "run": sel})
+chosen = [r for r in in_variant if r.run_id in set(sel)]
 
 if metric is None or not chosen:
-    st.info("Choose a metric and at least one adapter.")
+    st.info("Choose a metric and at least one run.")
     st.stop()
 
-curves = T.curves(chosen, metric, variant)
+curves = B.run_curves(chosen, metric, variant, run_label)
 if curves.empty:
-    st.info("These runs have no perturbed conditions. Run with `--perturb legion` for the robustness grid.")
+    st.info("These runs have no perturbed conditions (clean only). Run with `--perturb legion` for the "
+            "robustness grid, or choose another dataset or metric.")
 else:
     direction = "higher is better" if T.metric_info(metric)["higher_is_better"] else "lower is better"
     st.caption(f"{ui.md_escape(choice)} x100 ({direction}) against perturbation strength, from the clean "
-               "image on the left. Bands are 95% bootstrap intervals.")
+               "image on the left; one line per run (legend below each chart), bands are 95% bootstrap "
+               "intervals.")
     for fam in sorted(curves["perturbation"].unique()):
-        fdf = curves[curves["perturbation"] == fam].rename(columns={"value": "v", "lo": "l", "hi": "h"})
         st.subheader(ui.md_escape(fam))
-        base = alt.Chart(fdf).encode(
-            x=alt.X("setting:N", title=f"{fam} setting (stronger to the right)",
-                    sort=alt.EncodingSortField("level", op="min"), axis=alt.Axis(labelAngle=0)),
-        )
-        color = alt.Color("adapter:N", title="adapter", scale=alt.Scale(scheme="tableau10"))
-        y_scale = alt.Scale(zero=False)
-        band = base.mark_area(opacity=0.15).encode(
-            y=alt.Y("l:Q", title=f"{metric} x100", scale=y_scale), y2="h:Q",
-            color=alt.Color("adapter:N", scale=alt.Scale(scheme="tableau10"), legend=None))
-        line = base.mark_line(point=True).encode(
-            y=alt.Y("v:Q", title=f"{metric} x100", scale=y_scale), color=color,
-            tooltip=[alt.Tooltip("adapter:N"), alt.Tooltip("condition:N"), alt.Tooltip("v:Q", title="value", format=".2f"),
-                     alt.Tooltip("l:Q", title="95% lo", format=".2f"), alt.Tooltip("h:Q", title="95% hi", format=".2f")],
-        )
-        st.altair_chart((band + line).properties(height=280), width="stretch")
+        st.altair_chart(B.robustness_chart(curves[curves["perturbation"] == fam], fam, metric), width="stretch")
 
 st.subheader("Drop from clean")
-drops = T.drop_table(chosen, metric, variant)
+drops = B.run_drops(chosen, metric, variant, run_label)
 if drops.empty:
     st.info("No clean condition to compare against, or no perturbed conditions.")
 else:

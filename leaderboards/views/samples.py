@@ -1,6 +1,7 @@
-"""Samples page: one run's samples (worst or best first, per condition), with the image, the
-ground-truth and predicted overlays, the reference and predicted explanations and per-sample
-metrics; a second adapter of the same suite side by side on the same images."""
+"""Samples page: one run's samples (worst or best first, per condition), with the image the
+condition fed the model, the ground-truth and predicted overlays, the reference and predicted
+explanations and per-sample metrics; a second run of the same suite side by side on the same
+images."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import pandas as pd
 import streamlit as st
 
 from bench.io.overlay import overlay_gt, overlay_prediction
+from bench.leaderboards import board as B
 from bench.leaderboards import data as D
 from bench.leaderboards import tables as T
 from bench.leaderboards import ui
 
-METRIC_COLUMNS = ("miou", "f1", "iou_fg", "fp_area", "rouge_l", "css", "score")
-#: per-sample metrics shown x100 like the leaderboard; ``score`` stays a probability in [0, 1]
-X100 = frozenset(METRIC_COLUMNS) - {"score"}
+#: Per-sample metrics (x100 like the leaderboard); ``score`` stays a probability in [0, 1].
+X100 = ("miou", "f1", "iou_fg", "fp_area", "rouge_l", "css")
+METRIC_COLUMNS = (*X100, "score")
 ORDERS = ("worst first", "best first", "as stored")
 
 st.title("Samples")
@@ -27,38 +29,40 @@ if not loaded.runs:
     st.stop()
 
 runs = loaded.runs
-labels = T.row_labels(runs)
 suites = sorted({r.suite for r in runs})
-with st.sidebar:
-    st.header("View")
-    ui.init_state("sm_suite", "suite", suites, suites[0])
-    suite = st.selectbox("Suite", suites, key="sm_suite")
-    in_suite = sorted((r for r in runs if r.suite == suite), key=lambda r: (r.adapter, r.rel))
-    rels = [r.rel for r in in_suite]
-    by_rel = {r.rel: r for r in in_suite}
+row1 = st.columns([1, 2, 2, 2], vertical_alignment="bottom")
+ui.init_state("sm_suite", "suite", suites, suites[0])
+suite = row1[0].selectbox("Suite", suites, key="sm_suite")
+in_suite = sorted((r for r in runs if r.suite == suite), key=lambda r: (r.adapter, r.rel))
+labels = B.run_labels(in_suite)
+rels = [r.rel for r in in_suite]
+by_rel = {r.rel: r for r in in_suite}
 
-    def fmt(rel: str) -> str:
-        return f"{labels[rel]} ({rel})" if rel in by_rel else "(none)"
 
-    ui.init_state("sm_a", "a", rels, rels[0])
-    rel_a = st.selectbox("Adapter A", rels, key="sm_a", format_func=fmt)
-    b_opts = [""] + [r for r in rels if r != rel_a]
-    ui.init_state("sm_b", "b", b_opts, "")
-    rel_b = st.selectbox("Adapter B (side by side)", b_opts, key="sm_b", format_func=fmt)
-    run_a = by_rel[rel_a]
-    run_b = by_rel.get(rel_b)
-    cond_opts = [c["key"] for c in run_a.conditions]
-    ui.init_state("sm_cond", "cond", cond_opts, cond_opts[0])
-    cond = st.selectbox("Condition", cond_opts, key="sm_cond")
-    df_a = ui.samples(run_a)
-    metric_opts = [m for m in METRIC_COLUMNS if m in df_a.columns and df_a[m].notna().any()]
-    ui.init_state("sm_metric", "metric", metric_opts, metric_opts[0] if metric_opts else None)
-    metric = st.selectbox("Order by metric", metric_opts, key="sm_metric")
-    ui.init_state("sm_order", "order", list(ORDERS), ORDERS[0])
-    order = st.selectbox("Order", ORDERS, key="sm_order")
-    ui.init_bool("sm_gallery", "gallery", True)
-    only_gallery = st.checkbox("Only samples with pictures", key="sm_gallery")
-    n_show = st.slider("Samples shown", 1, 48, 8, key="sm_n")
+def fmt(rel: str) -> str:
+    return labels[by_rel[rel].run_id] if rel in by_rel else "(none)"
+
+
+ui.init_state("sm_a", "a", rels, rels[0])
+rel_a = row1[1].selectbox("Run A", rels, key="sm_a", format_func=fmt)
+b_opts = [""] + [r for r in rels if r != rel_a]
+ui.init_state("sm_b", "b", b_opts, "")
+rel_b = row1[2].selectbox("Run B (side by side)", b_opts, key="sm_b", format_func=fmt)
+run_a = by_rel[rel_a]
+run_b = by_rel.get(rel_b)
+cond_opts = [c["key"] for c in run_a.conditions]
+ui.init_state("sm_cond", "cond", cond_opts, cond_opts[0])
+cond = row1[3].selectbox("Condition", cond_opts, key="sm_cond")
+df_a = ui.samples(run_a)
+metric_opts = [m for m in METRIC_COLUMNS if m in df_a.columns and df_a[m].notna().any()]
+row2 = st.columns([2, 2, 2, 2], vertical_alignment="bottom")
+ui.init_state("sm_metric", "metric", metric_opts, metric_opts[0] if metric_opts else None)
+metric = row2[0].selectbox("Order by metric", metric_opts, key="sm_metric")
+ui.init_state("sm_order", "order", list(ORDERS), ORDERS[0])
+order = row2[1].selectbox("Order", ORDERS, key="sm_order")
+n_show = row2[2].slider("Samples shown", 1, 48, 8, key="sm_n")
+ui.init_bool("sm_gallery", "gallery", True)
+only_gallery = row2[3].toggle("Only samples with pictures", key="sm_gallery")
 
 ui.write_params({"suite": suite, "a": rel_a, "b": rel_b, "cond": cond, "metric": metric, "order": order,
                  "gallery": only_gallery})
@@ -69,7 +73,8 @@ if df_a.empty:
 
 gal_a = D.load_gallery(run_a)
 gal_b = D.load_gallery(run_b) if run_b else None
-rows_a = df_a[df_a["condition"] == cond].copy()
+scored = df_a[df_a["condition"] == cond].copy()
+rows_a = scored
 if only_gallery and gal_a is not None:
     rows_a = rows_a[rows_a["sample_id"].isin(list(gal_a.samples))]
 if metric and order != "as stored":
@@ -81,17 +86,23 @@ if metric and order != "as stored":
 df_b = ui.samples(run_b) if run_b else pd.DataFrame()
 rows_b = df_b[df_b["condition"] == cond].set_index("sample_id") if not df_b.empty and "condition" in df_b else None
 
-st.caption(f"{len(rows_a)} sample(s) under this condition. Metrics x100 (score: probability of "
-           "synthetic, 0–1). Overlays: ground truth yellow; prediction green = true positive, "
-           "vermillion = false positive, blue = missed.")
+n_failed = int((scored["status"] == "failed").sum()) if "status" in scored else 0
+pictured = f" ({len(rows_a)} with pictures)" if only_gallery and gal_a is not None else ""
+st.caption(f"{min(n_show, len(rows_a))} shown of {len(scored)} scored under this condition{pictured}"
+           + (f", {n_failed} failed" if n_failed else "") + ". Metrics x100 like the leaderboard; score: the "
+           "model's probability that the image is synthetic (0–1). Overlays: ground truth yellow; prediction "
+           "green = true positive, vermillion = false positive, blue = missed.")
 table_cols = [c for c in ("sample_id", "label", "status", *METRIC_COLUMNS, "error", "explanation", "reference")
               if c in rows_a.columns]
 shown = rows_a[table_cols].copy()
-for c in X100 & set(shown.columns):
+if "label" in shown:
+    shown["label"] = [B.label_word(x) for x in shown["label"]]
+for c in set(X100) & set(shown.columns):
     shown[c] = 100 * shown[c].astype("float64")
-fmt_cols = {c: st.column_config.NumberColumn(c, format="%.2f" if c in X100 else "%.3f")
-            for c in METRIC_COLUMNS if c in shown.columns}
-st.dataframe(shown, hide_index=True, column_config=fmt_cols)
+fmt_cols = {c: st.column_config.NumberColumn(f"{c} (x100)", format="%.2f") for c in X100 if c in shown.columns}
+if "score" in shown.columns:
+    fmt_cols["score"] = st.column_config.NumberColumn("score (0–1)", format="%.3f")
+st.dataframe(shown, hide_index=True, column_config=fmt_cols, placeholder=B.NA_TEXT)
 
 
 def _metrics_of(row: pd.Series | None) -> dict[str, float]:
@@ -113,15 +124,23 @@ def _pictures(run: D.Run, gal: D.Gallery | None, sid: str, gt: np.ndarray | None
 for _, row in rows_a.head(n_show).iterrows():
     sid = str(row["sample_id"])
     st.divider()
-    st.text(f"sample {sid}   label: {'fake' if row.get('label') == 1 else 'real'}   status A: {row.get('status')}")
-    img = D.gallery_image(run_a, gal_a, sid) if gal_a else None
+    st.text(f"sample {sid}   label: {B.label_word(row.get('label'))}   status A: {row.get('status')}")
+    img, seen_caption = None, "image"
+    if gal_a is not None:
+        img = D.gallery_image(run_a, gal_a, sid, cond)
+        if img is not None and cond != "clean":
+            seen_caption = f"image fed to the model ({cond})"
+        elif cond != "clean":
+            img = D.gallery_image(run_a, gal_a, sid)
+            seen_caption = "clean image (this run's gallery has no picture of the perturbed input)"
     gt = D.gallery_mask(run_a, gal_a, sid) if gal_a else None
     if gt is not None and img is not None and gt.shape != img.shape[:2]:
         gt = None
     row_b = rows_b.loc[sid] if rows_b is not None and sid in rows_b.index else None
     if isinstance(row_b, pd.DataFrame):
         row_b = row_b.iloc[0]
-    pics = [("image", img), ("ground truth", overlay_gt(img, gt) if img is not None and gt is not None else None),
+    pics = [(seen_caption, img),
+            ("ground truth", overlay_gt(img, gt) if img is not None and gt is not None else None),
             ("prediction A", _pictures(run_a, gal_a, sid, gt, img))]
     if run_b is not None:
         pics.append(("prediction B", _pictures(run_b, gal_b, sid, gt, img)))
@@ -151,10 +170,14 @@ for _, row in rows_a.head(n_show).iterrows():
     ma, mb = _metrics_of(row), _metrics_of(row_b)
     names = [m for m in METRIC_COLUMNS if m in ma or m in mb]
     if names:
-        mt = pd.DataFrame({"metric": names, "A": [ma.get(m, math.nan) for m in names]})
+        def txt(m: str, got: dict[str, float]) -> str:  # x100 with 2 decimals, the 0-1 score with 3
+            v = got.get(m, math.nan)
+            return B.NA_TEXT if math.isnan(v) else f"{v:.2f}" if m in X100 else f"{v:.3f}"
+
+        mt = pd.DataFrame({"metric": [f"{m} (x100)" if m in X100 else f"{m} (0–1)" for m in names],
+                           "A": [txt(m, ma) for m in names]})
         if run_b is not None:
-            mt["B"] = [mb.get(m, math.nan) for m in names]
-        st.dataframe(mt, hide_index=True, column_config={k: st.column_config.NumberColumn(k, format="%.3f")
-                                                         for k in ("A", "B")})
+            mt["B"] = [txt(m, mb) for m in names]
+        st.dataframe(mt, hide_index=True)
 
 ui.show_problems(loaded)
