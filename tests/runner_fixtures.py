@@ -175,6 +175,8 @@ class DeviceAdapter(BoxAdapter):
     requirements = {"batch_size": 2, "num_gpus": 0, "in_process": True}
 
     def load(self, device: str = "cpu") -> None:
+        if device == os.environ.get("BENCH_TEST_BAD_DEVICE"):
+            raise RuntimeError("CUDA error: invalid device ordinal")
         self.device = device
 
     def predict(self, batch):

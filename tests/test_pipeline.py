@@ -60,6 +60,15 @@ def test_one_model_process_per_device_each_sample_once_same_numbers(tmp_path, mo
                                   pd.read_parquet(two.out_dir / "samples.parquet"))
 
 
+def test_a_device_whose_model_cannot_load_stops_the_run_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_TEST_BAD_DEVICE", "cpu:1")
+    run, calls = _run(tmp_path, monkeypatch, "bad", workers=2, device="cpu:0,cpu:1")
+    assert run.infer.stopped and "cpu:1" in run.infer.stopped and "invalid device ordinal" in run.infer.stopped
+    assert {c[1] for c in calls} <= {"cpu:0"}  # nothing ran on the broken device
+    df = pd.read_parquet(run.out_dir / "samples.parquet")
+    assert len(df) == 36 and run.infer.n_inferred + (df["status"] == "failed").sum() == 36  # none dropped
+
+
 def test_prefetch_without_workers_gives_the_same_numbers(tmp_path, monkeypatch):
     inline, _ = _run(tmp_path, monkeypatch, "inline", workers=1)
     ahead, _ = _run(tmp_path, monkeypatch, "ahead", workers=2)
@@ -84,7 +93,6 @@ class _CountingPool:
     def __init__(self):
         self.pool = ThreadPoolExecutor(2)
         self.submitted = 0
-        self._max_workers = 2
 
     def submit(self, fn, *args):
         self.submitted += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -44,11 +45,7 @@ class FolderSource:
         """The ``predictions`` adapter on this folder: one reader for ``bench run --adapter
         predictions`` and ``bench score``. A LEGION folder's missing explanation.json scores 0
         on the text metrics rather than losing the sample's mask."""
-        from bench.core.registry import create_adapter
-
-        return create_adapter("predictions", dir=self.folder, format=self.format,
-                              tasks=",".join(sorted(self.tasks)) or "localize",
-                              require_explanation=self.format != "legion")
+        return _folder_reader(self.folder, self.format, ",".join(sorted(self.tasks)) or "localize")
 
     def _image_hw(self, sample: Sample) -> tuple[int, int]:
         from bench.engine.scoring import image_hw
@@ -59,6 +56,14 @@ class FolderSource:
         if sample.error:
             raise SampleError(sample.where, sample.error)
         return verify_image(sample.image_path)
+
+
+@functools.lru_cache(maxsize=4)
+def _folder_reader(folder: str, fmt: str, tasks: str) -> Any:
+    """One ``predictions`` adapter per folder and process (not one per sample)."""
+    from bench.core.registry import create_adapter
+
+    return create_adapter("predictions", dir=folder, format=fmt, tasks=tasks, require_explanation=fmt != "legion")
 
 
 class FolderAdapterInfo:

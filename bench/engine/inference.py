@@ -540,13 +540,13 @@ def feed(batcher: Batcher, prepared: Iterable[list[Prepared]]) -> None:
 
 def infer_items(spec: AdapterSpec, items: Sequence[WorkItem], suite_seed: int, device: str, sink: Any,
                 report: ShardReport | None = None, progress: Callable[[int], None] | None = None,
-                pool: Any = None) -> ShardReport:
+                pool: Any = None, depth: int = 4) -> ShardReport:
     """The pipeline in this process: ``items`` prepared (ahead, on ``pool`` when given), fed to
-    the adapter on ``device``, outcomes to ``sink`` (closed at the end)."""
+    the adapter on ``device``, outcomes to ``sink`` (closed at the end); at most ``depth``
+    samples are prepared ahead."""
     t0 = time.perf_counter()
     report = report or ShardReport()
     batcher = Batcher(spec, device, sink, report, progress)
-    depth = 2 * max(1, getattr(pool, "_max_workers", 1))
     try:
         feed(batcher, prefetched(items, suite_seed, pool, depth))
     finally:

@@ -45,8 +45,8 @@ def scoring_code_sha256() -> str:
 
 @lru_cache(maxsize=1)
 def harness_code_sha256() -> str:
-    """sha256 over every ``.py`` file of the package (paths and bytes); the leaderboard's own
-    folder is in it too, harmlessly (the package's folder holds it only by mapping)."""
+    """sha256 over every ``.py`` file of ``bench``, ``bench.adapters`` and
+    ``bench.perturbations`` (paths and bytes): all the code a run's output can depend on."""
     import bench
     import bench.adapters
     import bench.perturbations

@@ -56,12 +56,7 @@ def bootstrap_stat_ci(stat: Callable[..., float], arrays: tuple[np.ndarray, ...]
     vals = np.array([stat(*(a[i] for a in arrays))
                      for block in iter_bootstrap_indices(n, n_resamples, seed) for i in block],
                     dtype=np.float64)
-    vals = vals[np.isfinite(vals)]
-    if vals.size == 0:
-        return (float("nan"), float("nan"))
-    a = (1.0 - level) / 2.0
-    lo, hi = np.quantile(vals, [a, 1.0 - a])
-    return float(lo), float(hi)
+    return _percentiles(vals, level)
 
 
 # -- differences between two runs ---------------------------------------------------------------
@@ -72,6 +67,7 @@ def bootstrap_stat_ci(stat: Callable[..., float], arrays: tuple[np.ndarray, ...]
 
 
 def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the finite values (NaN, NaN when none)."""
     values = values[np.isfinite(values)]
     if values.size == 0:
         return (float("nan"), float("nan"))

@@ -94,7 +94,7 @@ def infer_local(spec: AdapterSpec, items: Sequence[WorkItem], suite_seed: int, c
         cache = PredictionCache(cache_dir)
         try:
             return infer_items(spec, items, suite_seed, devices[0], CacheSink(cache, spec.name),
-                               progress=bar.update, pool=prefetch)
+                               progress=bar.update, pool=prefetch, depth=2 * opts.n_workers)
         finally:
             cache.close()
     finally:
@@ -103,7 +103,7 @@ def infer_local(spec: AdapterSpec, items: Sequence[WorkItem], suite_seed: int, c
 
 # -- one model process per device ------------------------------------------------------------
 
-_DONE = "done"
+_DONE, _STOP = "done", "stop"
 
 
 def infer_on_devices(spec: AdapterSpec, items: Sequence[WorkItem], suite_seed: int, cache_dir: Path,
@@ -128,6 +128,8 @@ def infer_on_devices(spec: AdapterSpec, items: Sequence[WorkItem], suite_seed: i
                 reports.append(value)
                 if value.stopped:
                     stopped.set()
+            elif kind == _STOP:
+                stopped.set()
             else:
                 progress(value)
 
@@ -200,13 +202,27 @@ def _model_process(spec: AdapterSpec, device: str, cache_dir: str, inputs: Any, 
                     batcher.add(*got)
             except AdapterStopped as exc:
                 report.stopped, stopped = str(exc), True
+                events.put((_STOP, report.stopped))  # the driver stops feeding now
         if not stopped:
             try:
                 batcher.flush()
             except AdapterStopped as exc:
                 report.stopped = str(exc)
+    except Exception as exc:  # e.g. the model cannot load on this device: stop the run, say why
+        report.stopped = _why(spec, device, exc)
+        events.put((_STOP, report.stopped))
+        while inputs.get() is not None:  # take the rest, so the driver never waits on a full queue
+            pass
     finally:
-        batcher.close()
-        sink.close()
-        cache.close()
-        events.put((_DONE, report))
+        try:
+            batcher.close()
+            sink.close()
+        except Exception as exc:  # a write failed: said, never a hung driver
+            report.stopped = report.stopped or _why(spec, device, exc)
+        finally:
+            cache.close()
+            events.put((_DONE, report))
+
+
+def _why(spec: AdapterSpec, device: str, exc: BaseException) -> str:
+    return f"adapter {spec.name!r} on {device}: {' '.join(str(exc).split()) or type(exc).__name__}"
